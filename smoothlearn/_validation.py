@@ -1,0 +1,159 @@
+"""Input validation shared by the numeric modules.
+
+Every public numeric function validates its inputs here, so that bad input
+always gets a :class:`ValueError` naming the offending parameter, in
+scikit-learn's wording.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["check_alpha", "check_sufficient_statistics", "check_probability"]
+
+
+def check_alpha(alpha: ArrayLike, name: str = "alpha") -> NDArray[np.float64]:
+    """Validate a failure probability: every entry finite and in the open (0, 1).
+
+    Returns
+    -------
+    alpha : ndarray of float64
+    """
+    if isinstance(alpha, bool | np.bool_):
+        raise ValueError(
+            f"The {name!r} parameter must be a float in the open interval (0, 1). "
+            f"Got {alpha!r} instead."
+        )
+    try:
+        a = np.asarray(alpha, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"The {name!r} parameter must be a float in the open interval (0, 1). "
+            f"Got {alpha!r} instead."
+        ) from exc
+    if a.size == 0 or not np.all((a > 0) & (a < 1)):
+        raise ValueError(
+            f"The {name!r} parameter must be a float in the open interval (0, 1). "
+            f"Got {alpha!r} instead."
+        )
+    return a
+
+
+def _as_float_array(x: ArrayLike, name: str) -> NDArray[np.float64]:
+    if isinstance(x, str | bytes):
+        raise ValueError(f"The {name!r} parameter must be numeric. Got {x!r} instead.")
+    arr = np.asarray(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise ValueError(
+            f"The {name!r} parameter must be numeric. Got dtype {arr.dtype} instead."
+        )
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"The {name!r} parameter must be real, got complex values.")
+    arr = arr.astype(np.float64, copy=False)
+    if np.isnan(arr).any():
+        raise ValueError(f"The {name!r} parameter contains NaN.")
+    return arr
+
+
+def check_sufficient_statistics(
+    k: ArrayLike,
+    n: ArrayLike,
+    sum_sq: ArrayLike | None = None,
+    *,
+    integer: bool = True,
+    k_name: str = "k",
+    n_name: str = "n",
+    sum_sq_name: str = "sum_sq",
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]:
+    """Validate and broadcast the sufficient statistics of a bounded mean.
+
+    Parameters
+    ----------
+    k : array-like
+        Number of successes (``integer=True``) or sum of [0, 1]-valued scores.
+    n : array-like
+        Number of draws; a positive integer.
+    sum_sq : array-like or None
+        Sum of squared scores. ``None`` means Bernoulli data (``sum_sq = k``).
+    integer : bool, default=True
+        Whether ``k`` must hold integer counts.
+
+    Returns
+    -------
+    k, n, sum_sq : ndarrays of float64, broadcast to a common shape
+        ``sum_sq`` is filled with ``k`` when it was None.
+    """
+    k_arr = _as_float_array(k, k_name)
+    n_arr = _as_float_array(n, n_name)
+    if not np.all(np.isfinite(n_arr)) or np.any(n_arr < 1):
+        raise ValueError(
+            f"The {n_name!r} parameter must hold integers >= 1. Got {n!r} instead."
+        )
+    if np.any(n_arr != np.floor(n_arr)):
+        raise ValueError(
+            f"The {n_name!r} parameter must hold integers >= 1. Got non-integer "
+            "values instead."
+        )
+    if not np.all(np.isfinite(k_arr)):
+        raise ValueError(f"The {k_name!r} parameter contains inf.")
+    if np.any(k_arr < 0):
+        raise ValueError(
+            f"The {k_name!r} parameter must be non-negative. Got negative values."
+        )
+    if integer and np.any(k_arr != np.floor(k_arr)):
+        raise ValueError(
+            f"The {k_name!r} parameter must hold integer counts for a binomial "
+            "interval. Got non-integer values; use Hoeffding or EmpiricalBernstein "
+            "for sums of [0, 1]-valued scores."
+        )
+    arrays = [k_arr, n_arr]
+    if sum_sq is not None:
+        arrays.append(_as_float_array(sum_sq, sum_sq_name))
+    try:
+        arrays = np.broadcast_arrays(*arrays)
+    except ValueError as exc:
+        names = ", ".join(
+            f"{nm!r} {np.shape(a)}"
+            for nm, a in zip((k_name, n_name, sum_sq_name), arrays, strict=False)
+        )
+        raise ValueError(f"Shapes of {names} cannot be broadcast together.") from exc
+    k_arr, n_arr = arrays[0], arrays[1]
+    if np.any(k_arr > n_arr):
+        raise ValueError(
+            f"The {k_name!r} parameter must not exceed {n_name!r}: got {k_name} > "
+            f"{n_name} for some entries."
+        )
+    if sum_sq is None:
+        sq = k_arr
+    else:
+        sq = arrays[2]
+        if not np.all(np.isfinite(sq)) or np.any(sq < 0):
+            raise ValueError(
+                f"The {sum_sq_name!r} parameter must be finite and non-negative."
+            )
+        # For scores in [0, 1]: sum_sq <= sum and sum^2 / n <= sum_sq (Cauchy-Schwarz);
+        # a small relative tolerance absorbs float accumulation error.
+        tol = 1e-9 * np.maximum(n_arr, 1.0)
+        if np.any(sq > k_arr + tol) or np.any(k_arr * k_arr / n_arr > sq + tol):
+            raise ValueError(
+                f"The {sum_sq_name!r} parameter is inconsistent with {k_name!r} and "
+                f"{n_name!r} for [0, 1]-valued scores (need {k_name}**2/{n_name} <= "
+                f"{sum_sq_name} <= {k_name})."
+            )
+    return k_arr, n_arr, sq
+
+
+def check_probability(p: ArrayLike, name: str) -> NDArray[np.float64]:
+    """Validate an array of probabilities in the closed [0, 1] (NaN refused)."""
+    arr = _as_float_array(p, name)
+    if np.any((arr < 0) | (arr > 1)):
+        raise ValueError(
+            f"The {name!r} parameter must hold probabilities in [0, 1]. "
+            f"Got values outside that range."
+        )
+    return arr

@@ -1,0 +1,212 @@
+"""Abstract bases of the interval hierarchy.
+
+Two families live here:
+
+* :class:`IntervalEstimator`: one-sided and two-sided confidence bounds on
+  the mean of i.i.d. [0, 1]-valued variables, from their sufficient
+  statistics ``(k, n, sum_sq)``.  For Bernoulli draws ``k`` is the count of
+  successes and ``sum_sq = k``; for soft scores ``k`` is the sum of the scores
+  and ``sum_sq`` the sum of their squares.
+* :class:`MultiClassProcedure`: turns the selection and estimation statistics
+  of many inputs at once into the chosen class, ``pA_lower`` and
+  ``pB_upper``, with a total failure probability ``alpha``.
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator
+
+from .._validation import check_alpha, check_sufficient_statistics
+
+__all__ = ["ClassBounds", "IntervalEstimator", "MultiClassProcedure"]
+
+
+class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
+    """Base class of confidence bounds on a mean of [0, 1]-valued draws.
+
+    Subclasses implement :meth:`_lower` on validated, broadcast float arrays.
+    The upper bound follows by reflection: the upper bound on the mean of
+    ``X`` is one minus the lower bound on the mean of ``1 - X``, whose
+    sufficient statistics are ``(n - k, n, n - 2 k + sum_sq)``.
+
+    Every method takes ``alpha`` as the **total** failure probability of the
+    statement it returns: ``lower`` holds with probability at least
+    ``1 - alpha``, ``upper`` likewise, and ``interval`` misses on either side
+    with total probability at most ``alpha`` (``alpha / 2`` per side).
+
+    Attributes
+    ----------
+    requires_counts : bool
+        True for methods defined only for Bernoulli counts (integer ``k``,
+        ``sum_sq`` ignored); False for bounded-mean methods that accept sums
+        of [0, 1]-valued scores.
+    """
+
+    requires_counts: bool = True
+
+    @abstractmethod
+    def _lower(
+        self,
+        k: NDArray[np.float64],
+        n: NDArray[np.float64],
+        alpha: NDArray[np.float64],
+        sum_sq: NDArray[np.float64],
+    ) -> NDArray[np.float64]:
+        """One-sided lower bound on validated, broadcast arrays."""
+
+    def _upper(self, k, n, alpha, sum_sq):
+        return 1.0 - self._lower(n - k, n, alpha, n - 2.0 * k + sum_sq)
+
+    def _validate(self, k, n, alpha, sum_sq):
+        k, n, sum_sq = check_sufficient_statistics(
+            k, n, sum_sq, integer=self.requires_counts
+        )
+        alpha = check_alpha(alpha)
+        try:
+            k, n, alpha, sum_sq = np.broadcast_arrays(k, n, alpha, sum_sq)
+        except ValueError as exc:
+            raise ValueError(
+                f"The 'alpha' parameter of shape {np.shape(alpha)} cannot be "
+                f"broadcast against the statistics of shape {np.shape(k)}."
+            ) from exc
+        return k, n, alpha, sum_sq
+
+    @staticmethod
+    def _finish(bound):
+        bound = np.clip(bound, 0.0, 1.0)
+        return bound[()] if bound.ndim == 0 else bound
+
+    def lower(
+        self, k: ArrayLike, n: ArrayLike, alpha: ArrayLike, sum_sq: ArrayLike = None
+    ) -> NDArray[np.float64]:
+        """One-sided lower confidence bound on the mean.
+
+        Parameters
+        ----------
+        k : array-like
+            Count of successes, or sum of [0, 1]-valued scores.
+        n : array-like of int
+            Number of draws.
+        alpha : float or array-like
+            Failure probability of the bound: ``P(mean < lower) <= alpha``.
+        sum_sq : array-like, default=None
+            Sum of squared scores; None for Bernoulli draws.
+
+        Returns
+        -------
+        lower : ndarray of float, in [0, 1], broadcast shape of the inputs
+        """
+        k, n, alpha, sum_sq = self._validate(k, n, alpha, sum_sq)
+        return self._finish(self._lower(k, n, alpha, sum_sq))
+
+    def upper(
+        self, k: ArrayLike, n: ArrayLike, alpha: ArrayLike, sum_sq: ArrayLike = None
+    ) -> NDArray[np.float64]:
+        """One-sided upper confidence bound on the mean.
+
+        Parameters are those of :meth:`lower`; ``P(mean > upper) <= alpha``.
+        """
+        k, n, alpha, sum_sq = self._validate(k, n, alpha, sum_sq)
+        return self._finish(self._upper(k, n, alpha, sum_sq))
+
+    def interval(
+        self, k: ArrayLike, n: ArrayLike, alpha: ArrayLike, sum_sq: ArrayLike = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Two-sided confidence interval with total miss probability ``alpha``.
+
+        Each side is a one-sided bound at ``alpha / 2``.
+
+        Returns
+        -------
+        lower, upper : ndarrays of float, in [0, 1]
+        """
+        k, n, alpha, sum_sq = self._validate(k, n, alpha, sum_sq)
+        half = alpha / 2.0
+        return (
+            self._finish(self._lower(k, n, half, sum_sq)),
+            self._finish(self._upper(k, n, half, sum_sq)),
+        )
+
+
+@dataclass(frozen=True)
+class ClassBounds:
+    """What a multi-class procedure returns, per input.
+
+    Attributes
+    ----------
+    prediction : ndarray of shape (n_inputs,), dtype int
+        The class chosen on the selection statistics.
+    pA_lower : ndarray of shape (n_inputs,)
+        Lower confidence bound on the smoothed score of ``prediction``.
+    pB_upper : ndarray of shape (n_inputs,)
+        Upper confidence bound on the smoothed score of every other class.
+    n_bounds : ndarray of shape (n_inputs,), dtype int
+        Number of one-sided bounds ``alpha`` was split over (union bound).
+    """
+
+    prediction: NDArray[np.int64]
+    pA_lower: NDArray[np.float64]
+    pB_upper: NDArray[np.float64]
+    n_bounds: NDArray[np.int64]
+
+
+class MultiClassProcedure(BaseEstimator, metaclass=ABCMeta):
+    """Base class of the multi-class confidence procedures.
+
+    A procedure takes, for many inputs at once, the selection statistics
+    (from ``n0`` draws, used only to choose) and the independent estimation
+    statistics (from ``n`` draws, used only to bound), and returns the chosen
+    class with ``pA_lower`` and ``pB_upper`` such that, with probability at
+    least ``1 - alpha`` over the estimation draws, ``pA_lower <= p_A`` and
+    ``pB_upper >= max_{c != A} p_c`` both hold.
+
+    Parameters
+    ----------
+    binomial : IntervalEstimator, default=None
+        The interval used for every one-sided bound; None means
+        :class:`~smoothlearn.intervals.ClopperPearson`.  Use
+        :class:`~smoothlearn.intervals.Hoeffding` or
+        :class:`~smoothlearn.intervals.EmpiricalBernstein` for soft scores.
+    """
+
+    def __init__(self, binomial=None):
+        self.binomial = binomial
+
+    @abstractmethod
+    def bound(
+        self,
+        selection: ArrayLike,
+        estimation: ArrayLike,
+        n: ArrayLike,
+        alpha: float,
+        *,
+        estimation_sq: ArrayLike = None,
+        kind: str = "multi",
+    ) -> ClassBounds:
+        """Choose a class and bound it, for many inputs at once.
+
+        Parameters
+        ----------
+        selection : array-like of shape (n_inputs, n_classes)
+            Selection statistics (counts or score sums over ``n0`` draws).
+        estimation : array-like of shape (n_inputs, n_classes)
+            Estimation statistics (counts or score sums over ``n`` draws).
+        n : int or array-like of shape (n_inputs,)
+            Number of estimation draws.
+        alpha : float
+            Total failure probability of the returned bounds.
+        estimation_sq : array-like of shape (n_inputs, n_classes), default=None
+            Sums of squared scores; None for hard counts.
+        kind : {"multi", "mono"}, default="multi"
+            ``"mono"`` needs only ``pA_lower`` (one bound at ``alpha``) and
+            returns ``pB_upper = 1 - pA_lower``.
+
+        Returns
+        -------
+        ClassBounds
+        """
