@@ -9,4 +9,7 @@ bounds and Lipschitz-aware radii of Delattre et al. (AISTATS 2025).
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+from .result import CertificationResult
+from .smoothed import SmoothedClassifier
+
+__all__ = ["CertificationResult", "SmoothedClassifier", "__version__"]

@@ -1,0 +1,262 @@
+"""Adapters between the Monte-Carlo engine and the base classifier.
+
+The sampler (:mod:`smoothlearn.sampling`) never talks to a model directly: it
+asks an adapter for class indices (or score vectors) of a batch of noisy
+inputs held as a :class:`torch.Tensor` on the adapter's device.  One small
+adapter per kind of base classifier:
+
+* :class:`_TorchAdapter` for a bare :class:`torch.nn.Module`, used as is;
+* :class:`_SkorchAdapter` for a fitted skorch ``NeuralNet`` (its ``module_``);
+* :class:`_SklearnAdapter` for any scikit-learn classifier with ``predict``
+  (the batch makes one round trip through numpy on the CPU: unavoidable, since
+  scikit-learn models compute on numpy arrays).
+
+Output index ``i`` of a torch or skorch model is the class ``classes_[i]`` of
+the :class:`~smoothlearn.SmoothedClassifier`; a scikit-learn model's labels
+are mapped to indices through its own ``classes_``.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+__all__: list[str] = []
+
+
+def _is_skorch_net(obj) -> bool:
+    """Whether ``obj`` is a skorch ``NeuralNet`` (without importing skorch)."""
+    skorch = sys.modules.get("skorch")
+    return skorch is not None and isinstance(obj, skorch.NeuralNet)
+
+
+def _is_skorch_binary(obj) -> bool:
+    skorch = sys.modules.get("skorch")
+    return skorch is not None and isinstance(obj, skorch.NeuralNetBinaryClassifier)
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    """Device of a module's first parameter or buffer; CPU if it has none."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """Floating dtype of a module's first floating parameter; float32 if none."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+@contextmanager
+def _eval_mode(module: torch.nn.Module):
+    """Put every submodule in eval mode; restore each one's own state on exit."""
+    states = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in states:
+            m.training = training
+
+
+class _BaseAdapter:
+    """What the sampler needs from a base classifier.
+
+    Attributes
+    ----------
+    device : torch.device
+        Where batches must live (noise is generated there).
+    dtype : torch.dtype
+        Floating dtype of the batches.
+    n_classes : int
+        Number of classes ``K``; class indices are in ``range(K)``.
+    """
+
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+    n_classes: int
+
+    def predict_classes(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class indices of a batch: int64 tensor of shape ``(B,)`` on ``device``."""
+        raise NotImplementedError
+
+    def predict_scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """Score vectors of a batch: tensor of shape ``(B, K)`` on ``device``."""
+        raise NotImplementedError
+
+    @contextmanager
+    def evaluating(self):
+        """Context in which the model predicts (eval mode, restored on exit)."""
+        yield
+
+
+def _first_output(out):
+    if isinstance(out, tuple | list):
+        out = out[0]
+    return out
+
+
+class _TorchAdapter(_BaseAdapter):
+    """A bare :class:`torch.nn.Module` returning logits of shape ``(B, K)``.
+
+    A module with a single output (shape ``(B,)`` or ``(B, 1)``) is a binary
+    classifier returning one logit: class 1 where it is positive.  A module
+    returning a tuple is read through its first element.
+    """
+
+    def __init__(self, module: torch.nn.Module, n_classes: int, device=None):
+        self.module = module
+        self.n_classes = int(n_classes)
+        self.device = _module_device(module) if device is None else torch.device(device)
+        self.dtype = _module_dtype(module)
+
+    def _forward(self, batch):
+        return _first_output(self.module(batch))
+
+    def predict_scores(self, batch):
+        out = self._forward(batch)
+        if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
+            logit = out.reshape(-1)
+            return torch.stack((-logit, logit), dim=1)
+        return out.reshape(out.shape[0], -1)
+
+    def predict_classes(self, batch):
+        out = self._forward(batch)
+        if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
+            return (out.reshape(-1) > 0).long()
+        # torch.argmax returns the first maximal index: ties go to the lowest class.
+        return out.reshape(out.shape[0], -1).argmax(dim=1)
+
+    @contextmanager
+    def evaluating(self):
+        with _eval_mode(self.module):
+            yield
+
+
+class _SkorchAdapter(_TorchAdapter):
+    """A fitted skorch net: its ``module_`` on ``net.device``, read like skorch.
+
+    The class is the argmax of the module output, as in
+    ``NeuralNetClassifier.predict``; for a ``NeuralNetBinaryClassifier`` it is
+    ``sigmoid(logit) > net.threshold``.  ``predict_scores`` applies the net's
+    ``predict_nonlinearity`` (probabilities, as ``predict_proba`` returns).
+    """
+
+    def __init__(self, net, n_classes: int):
+        self.net = net
+        module = net.module_
+        super().__init__(module, n_classes, device=torch.device(net.device))
+        self.binary = _is_skorch_binary(net)
+
+    def _forward(self, batch):
+        return _first_output(self.net.infer(batch))
+
+    def predict_scores(self, batch):
+        return self.net._get_predict_nonlinearity()(self._forward(batch))
+
+    def predict_classes(self, batch):
+        if self.binary:
+            proba = torch.sigmoid(self._forward(batch).reshape(-1))
+            return (proba > self.net.threshold).long()
+        return super().predict_classes(batch)
+
+
+class _SklearnAdapter(_BaseAdapter):
+    """A fitted scikit-learn classifier, fed flattened float64 numpy batches.
+
+    Its predicted labels are mapped to indices of ``classes`` (sorted, as a
+    scikit-learn ``classes_``).  Batches are flattened to ``(B, n_features)``.
+    """
+
+    device = torch.device("cpu")
+    dtype = torch.float64
+
+    def __init__(self, estimator, classes: NDArray):
+        self.estimator = estimator
+        self.classes = np.asarray(classes)
+        self.n_classes = len(self.classes)
+        self._sorter = np.argsort(self.classes, kind="stable")
+
+    def _to_numpy(self, batch):
+        return batch.reshape(batch.shape[0], -1).numpy()
+
+    def predict_classes(self, batch):
+        labels = np.asarray(self.estimator.predict(self._to_numpy(batch)))
+        pos = np.searchsorted(self.classes, labels, sorter=self._sorter)
+        pos = np.minimum(pos, self.n_classes - 1)
+        idx = self._sorter[pos]
+        if not np.all(self.classes[idx] == labels):
+            raise ValueError(
+                "The 'estimator' predicted labels that are not in its classes_."
+            )
+        return torch.from_numpy(idx.astype(np.int64, copy=False))
+
+    def predict_scores(self, batch):
+        if not hasattr(self.estimator, "predict_proba"):
+            raise ValueError(
+                f"The 'estimator' {type(self.estimator).__name__} has no "
+                "predict_proba, so it gives no score vectors."
+            )
+        proba = self.estimator.predict_proba(self._to_numpy(batch))
+        return torch.from_numpy(np.ascontiguousarray(proba, dtype=np.float64))
+
+
+class _NoisyCollate:
+    """DataLoader ``collate_fn`` adding fresh Gaussian noise to training batches.
+
+    Used as ``iterator_train__collate_fn`` of the skorch net that
+    :meth:`SmoothedClassifier.fit <smoothlearn.SmoothedClassifier.fit>` trains,
+    so every epoch sees new noise and the module itself is left unchanged.
+    The batch is collated by ``collate_fn`` (default: torch's
+    ``default_collate``) and must be ``(X, y)`` with ``X`` a floating tensor.
+
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation of the noise.
+    seed : int
+        Seed of the torch generator (a DataLoader worker ``w`` mixes ``w`` in).
+    collate_fn : callable, default=None
+        The collate function to wrap.
+    """
+
+    def __init__(self, sigma: float, seed: int, collate_fn=None):
+        self.sigma = sigma
+        self.seed = seed
+        self.collate_fn = collate_fn
+        self._generator = None
+        self._worker = None
+
+    def _get_generator(self):
+        info = torch.utils.data.get_worker_info()
+        worker = None if info is None else info.id
+        if self._generator is None or worker != self._worker:
+            from .sampling import _block_seed
+
+            self._generator = torch.Generator()
+            seed = self.seed if worker is None else _block_seed(self.seed, worker, 0, 0)
+            self._generator.manual_seed(seed)
+            self._worker = worker
+        return self._generator
+
+    def __call__(self, items):
+        collate = self.collate_fn
+        if collate is None:
+            collate = torch.utils.data.default_collate
+        batch = collate(items)
+        X, *rest = batch
+        if not (isinstance(X, torch.Tensor) and X.is_floating_point()):
+            raise TypeError(
+                "Noise augmentation needs training batches whose inputs are a "
+                f"floating torch.Tensor; got {type(X).__name__}."
+            )
+        noise = torch.randn(X.shape, generator=self._get_generator(), dtype=X.dtype)
+        noise = noise.to(X.device)
+        return (X + self.sigma * noise, *rest)

@@ -1,0 +1,267 @@
+"""The Monte-Carlo engine: noisy copies of many inputs, batched, counted on device.
+
+:func:`sample_statistics` draws ``n_draws`` Gaussian perturbations of every
+input, runs them through a base-model adapter (:mod:`smoothlearn.models`) in
+batches of ``batch_size`` noisy samples that pack many inputs together, and
+returns per input and class the sum and the sum of squares of the class
+score (for hard smoothing: the counts of the predicted class).
+
+Noise is generated on the model's device by torch generators, never by a
+global random number generator, and counts are taken with
+:func:`torch.bincount` on the device, with one transfer at the end.  Memory is
+O(batch_size x input size) whatever ``n_draws`` is, and no input rank is
+assumed: ``X`` has shape ``(n_inputs, *input_shape)``.
+
+Determinism
+-----------
+The noise of input ``i`` (its global position, ``input_offset`` + row) in
+stage ``stage`` comes from its own stream: a torch generator seeded with
+:func:`_stream_seed` ``(seed, i, stage)`` draws the ``n_draws`` perturbations
+in consecutive blocks of ``_BLOCK_SIZE`` draws (the last one shorter), each
+block by one ``normal_`` call.  Batches are assembled from these blocks (a
+block that straddles two batches is generated once and its remainder carried
+over), so the statistics of input ``i`` do not depend on ``batch_size``, on
+which other inputs share its batches, or on how ``X`` is split into chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from .models import _BaseAdapter
+
+__all__ = ["sample_statistics"]
+
+#: Draws per noise block. Part of the seeding scheme: changing it changes
+#: every result obtained with a given ``random_state``.
+_BLOCK_SIZE = 1024
+
+#: Stage identifiers of the random streams (two low bits of a stream seed).
+STAGE_SELECTION, STAGE_ESTIMATION, STAGE_PREDICT, STAGE_TRAIN = 0, 1, 2, 3
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """The splitmix64 mixing function (a bijection of 64-bit integers)."""
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _stream_seed(root: int, index: int, stage: int) -> int:
+    """Seed of the noise stream of input ``index`` in ``stage``.
+
+    A 64-bit hash of ``(root, index)`` whose two lowest bits are replaced by
+    ``stage``: the streams of one input in different stages always get
+    different seeds, even on CPU where torch keeps only the low 32 bits.
+    """
+    h = _splitmix64(_splitmix64(root & _MASK64) ^ (index & _MASK64))
+    return (h & ~0x3 & _MASK64) | (stage & 0x3)
+
+
+def _block_seed(root: int, index: int, stage: int, block: int) -> int:
+    """A seed derived from ``(root, index, stage, block)`` (auxiliary streams)."""
+    return _splitmix64(_stream_seed(root, index, stage) ^ _splitmix64(block))
+
+
+def _root_seed(random_state) -> int:
+    """Draw the 64-bit root seed of one call from a ``random_state``.
+
+    An int gives the same root at every call; a ``RandomState`` advances;
+    None draws from numpy's global ``RandomState`` (not reproducible unless
+    the user seeded it).
+    """
+    from sklearn.utils import check_random_state
+
+    rs = check_random_state(random_state)
+    hi, lo = rs.randint(0, 2**32, size=2, dtype=np.uint64)
+    return (int(hi) << 32) | int(lo)
+
+
+def sample_statistics(
+    adapter: _BaseAdapter,
+    X: NDArray,
+    n_draws: int,
+    sigma: float,
+    *,
+    stage: int,
+    seed: int,
+    batch_size: int = 1024,
+    score: str | Callable[[torch.Tensor], torch.Tensor] = "hard",
+    input_offset: int = 0,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[NDArray, NDArray]:
+    r"""Monte-Carlo statistics of the base model under Gaussian noise.
+
+    For every input ``x`` (a row of ``X``) and class ``c``, over ``n_draws``
+    draws ``d_j ~ N(0, sigma^2 I)``, returns the sum and the sum of squares
+    of the class score ``s_c(x + d_j)``.
+
+    Parameters
+    ----------
+    adapter : _BaseAdapter
+        The base model (see :mod:`smoothlearn.models`).
+    X : ndarray of shape (n_inputs, \*input_shape)
+        The inputs, finite.
+    n_draws : int
+        Number of noisy draws per input, >= 1.
+    sigma : float
+        Standard deviation of the noise, > 0.
+    stage : int
+        Stream identifier in ``{0, 1, 2, 3}`` (selection, estimation, predict,
+        training); different stages use independent noise.
+    seed : int
+        Root seed (e.g. from :func:`_root_seed`).
+    batch_size : int, default=1024
+        Number of noisy samples per forward pass.  Does not change the result.
+    score : "hard" or callable, default="hard"
+        ``"hard"``: the one-hot vector of the predicted class, so the sums are
+        counts.  A callable maps the adapter's score tensor ``(B, K)`` to
+        [0, 1]-valued class scores ``(B, K)``; sums are accumulated in float64.
+    input_offset : int, default=0
+        Global position of ``X[0]``: chunks of a data set processed separately
+        with their offsets give the statistics of the whole.
+    progress : callable, default=None
+        Called with the number of inputs completed after each batch.
+
+    Returns
+    -------
+    sums : ndarray of shape (n_inputs, n_classes)
+        int64 counts for ``score="hard"``, float64 sums otherwise.
+    sums_sq : ndarray of shape (n_inputs, n_classes)
+        Sums of squared scores (equal to ``sums`` for hard counts).
+
+    Notes
+    -----
+    The noise of input ``i`` comes from its own seeded stream, drawn in
+    blocks of a fixed size, so the result is identical whatever
+    ``batch_size`` is, provided the base model computes each row of a batch
+    independently of the others (floating-point reassociation inside some
+    backends can in principle flip an argmax at an exact tie).  On CPU, torch
+    generators keep 32 bits of a seed.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from smoothlearn.models import _TorchAdapter
+    >>> from smoothlearn.sampling import sample_statistics
+    >>> model = torch.nn.Linear(2, 2)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+    ...     _ = model.bias.zero_()
+    >>> X = np.array([[3.0, 0.0], [-3.0, 0.0]], dtype=np.float32)
+    >>> counts, _ = sample_statistics(
+    ...     _TorchAdapter(model, 2), X, 100, 0.5, stage=1, seed=0)
+    >>> counts
+    array([[100,   0],
+           [  0, 100]])
+    """
+    n_draws = int(n_draws)
+    if n_draws < 1:
+        raise ValueError(f"The 'n_draws' parameter must be >= 1. Got {n_draws}.")
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(
+            f"The 'batch_size' parameter must be >= 1. Got {batch_size} instead."
+        )
+    hard = isinstance(score, str)
+    if hard and score != "hard":
+        raise ValueError(
+            f"The 'score' parameter must be 'hard' or a callable. Got {score!r}."
+        )
+    X = np.ascontiguousarray(X)
+    n_inputs = X.shape[0]
+    n_classes = int(adapter.n_classes)
+    device, dtype = adapter.device, adapter.dtype
+    shape = X.shape[1:]
+    total = n_inputs * n_draws
+
+    acc_dtype = torch.int64 if hard else torch.float64
+    sums = torch.zeros((n_inputs, n_classes), dtype=acc_dtype, device=device)
+    sums_sq = None if hard else torch.zeros_like(sums)
+    if total == 0:
+        out = sums.cpu().numpy()
+        return out, out.copy()
+
+    rows_max = min(batch_size, total)
+    generator = torch.Generator(device=device)
+    with torch.inference_mode(), adapter.evaluating():
+        noise = torch.empty((rows_max, *shape), dtype=dtype, device=device)
+        arange = torch.arange(rows_max, device=device)
+        carry = None  # (start draw, end draw, tensor) of a block split by a batch
+        start = 0
+        while start < total:
+            stop = min(start + batch_size, total)
+            rows = stop - start
+            i_first, i_last = start // n_draws, (stop - 1) // n_draws
+            xs = torch.from_numpy(X[i_first : i_last + 1]).to(device, dtype)
+            f, r = start, 0
+            while f < stop:
+                i, j = divmod(f, n_draws)
+                if j == 0:
+                    generator.manual_seed(_stream_seed(seed, input_offset + i, stage))
+                    carry = None
+                if carry is not None and carry[0] <= j < carry[1]:
+                    length = min(carry[1] - j, stop - f)
+                    noise[r : r + length].copy_(
+                        carry[2][j - carry[0] : j - carry[0] + length]
+                    )
+                else:
+                    block = min(_BLOCK_SIZE, n_draws - j)
+                    if block <= stop - f:
+                        length = block
+                        noise[r : r + length].normal_(generator=generator)
+                    else:
+                        length = stop - f
+                        buf = torch.empty((block, *shape), dtype=dtype, device=device)
+                        buf.normal_(generator=generator)
+                        carry = (j, j + block, buf)
+                        noise[r : r + length].copy_(buf[:length])
+                # x + sigma * d as two separately rounded operations, so the value
+                # of a row never depends on where it sits in the batch.
+                noise[r : r + length].mul_(sigma).add_(xs[i - i_first])
+                f += length
+                r += length
+
+            batch = noise[:rows]
+            local = torch.div(arange[:rows] + start, n_draws, rounding_mode="floor")
+            local -= i_first
+            n_local = i_last - i_first + 1
+            if hard:
+                cls = adapter.predict_classes(batch).to(
+                    device=device, dtype=torch.int64
+                )
+                binned = torch.bincount(
+                    local * n_classes + cls, minlength=n_local * n_classes
+                )
+                if binned.numel() != n_local * n_classes:
+                    raise ValueError(
+                        "The base model predicted a class index outside "
+                        f"range({n_classes})."
+                    )
+                sums[i_first : i_last + 1] += binned.view(n_local, n_classes)
+            else:
+                s = score(adapter.predict_scores(batch)).to(device, torch.float64)
+                if s.shape != (rows, n_classes):
+                    raise ValueError(
+                        f"The score map returned shape {tuple(s.shape)}; expected "
+                        f"{(rows, n_classes)}."
+                    )
+                sums.index_add_(0, local + i_first, s)
+                sums_sq.index_add_(0, local + i_first, s * s)
+            if progress is not None:
+                done = stop // n_draws - start // n_draws
+                if done:
+                    progress(done)
+            start = stop
+
+    sums_np = sums.cpu().numpy()
+    if hard:
+        return sums_np, sums_np.copy()
+    return sums_np, sums_sq.cpu().numpy()
