@@ -97,10 +97,9 @@ def _as_items(curves, labels):
 
 
 def _default_label(item, i):
-    if _is_result(item):
-        params = getattr(item, "params", None)
-        if isinstance(params, Mapping) and "interval" in params:
-            return f"{params['interval']}, {params.get('radius', '')}".rstrip(", ")
+    interval, kind = getattr(item, "interval", None), getattr(item, "kind", None)
+    if _is_result(item) and interval is not None and kind is not None:
+        return f"{type(interval).__name__}, {kind}"
     return f"curve {i}"
 
 
@@ -143,7 +142,8 @@ def plot_certified_accuracy(
     The certified accuracy at radius ``r`` is the fraction of inputs whose
     prediction is correct (abstentions count as wrong) and whose certified
     radius is at least ``r``.  It is a non-increasing step function of
-    ``r``; results are drawn exactly, as steps, at every distinct radius.
+    ``r``, continuous from the left; results are drawn exactly, as steps
+    that drop at every distinct certified radius.
 
     Examples
     --------
@@ -168,7 +168,10 @@ def plot_certified_accuracy(
             from .metrics import certified_accuracy_curve
 
             radii, acc = certified_accuracy_curve(y, item)
-            drawstyle = "steps-post"
+            # accuracy(r) counts radii >= r: constant on (r_i, r_{i+1}], then
+            # it drops to 0 after the largest radius.
+            radii, acc = np.append(radii, radii[-1]), np.append(acc, 0.0)
+            drawstyle = "steps-pre"
         else:
             radii, acc = (np.asarray(a, dtype=float) for a in item)
             drawstyle = plot_kwargs.get("drawstyle", "default")

@@ -183,3 +183,35 @@ def test_lipschitz_gain_multi_and_abstention_is_nan():
     assert np.all(ok.get_ydata() >= 1 - 1e-12)
     assert np.all(np.isnan(abstains.get_ydata()))
     assert "multi" in ax.get_ylabel()
+
+
+def test_certified_accuracy_of_a_result_is_the_exact_step_curve():
+    from smoothlearn import CertificationResult
+    from smoothlearn.metrics import certified_accuracy
+
+    res = CertificationResult.from_statistics(
+        selection=[[100, 0], [100, 0], [0, 100]],
+        estimation=[[1000, 0], [900, 100], [0, 1000]],
+        n0=100,
+        n=1000,
+        sigma=0.5,
+        alpha=0.001,
+    )
+    y = np.array([0, 0, 0])  # the third input is certified, but wrong
+    ax = plot_certified_accuracy(res, y)
+    line = ax.get_lines()[0]
+    assert line.get_label() == "TopClass, mono"
+    assert line.get_drawstyle() == "steps-pre"
+    r, acc = line.get_xdata(), line.get_ydata()
+    # steps-pre draws acc[i] on (r[i-1], r[i]]: check against the definition
+    # at the midpoints of every step and just past the last radius.
+    assert r.size == 4  # 0, the two correct radii, the final drop
+    for lo, hi, value in zip(r[:-1], r[1:], acc[1:], strict=True):
+        if hi > lo:
+            mid = (lo + hi) / 2
+            assert value == certified_accuracy(y, res, mid)
+    assert acc[-1] == 0.0 == certified_accuracy(y, res, r[-1] + 1e-9)
+    assert acc[0] == certified_accuracy(y, res, 0.0) == pytest.approx(2 / 3)
+
+    ax = plot_radius_histogram([res, res], y, labels=["a", "b"], bins=4)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
