@@ -7,12 +7,17 @@ scikit-learn's wording.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["check_alpha", "check_sufficient_statistics", "check_probability"]
+__all__ = [
+    "check_alpha",
+    "check_class_statistics",
+    "check_kind",
+    "check_probability",
+    "check_scalar_alpha",
+    "check_sufficient_statistics",
+]
 
 
 def check_alpha(alpha: ArrayLike, name: str = "alpha") -> NDArray[np.float64]:
@@ -157,3 +162,127 @@ def check_probability(p: ArrayLike, name: str) -> NDArray[np.float64]:
             f"Got values outside that range."
         )
     return arr
+
+
+_KINDS = ("multi", "mono")
+
+
+def check_kind(kind: str, name: str = "kind") -> str:
+    """Validate the radius kind: the exact string ``"multi"`` or ``"mono"``."""
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ValueError(
+            f"The {name!r} parameter must be a str among {{'mono', 'multi'}}. "
+            f"Got {kind!r} instead."
+        )
+    return kind
+
+
+def check_scalar_alpha(alpha: float, name: str = "alpha") -> float:
+    """Validate a single failure probability in the open (0, 1); return a float."""
+    a = check_alpha(alpha, name)
+    if a.ndim != 0:
+        raise ValueError(
+            f"The {name!r} parameter must be a float in the open interval (0, 1). "
+            f"Got an array of shape {a.shape} instead."
+        )
+    return float(a)
+
+
+def check_class_statistics(
+    selection: ArrayLike,
+    estimation: ArrayLike,
+    n: ArrayLike,
+    estimation_sq: ArrayLike | None = None,
+    *,
+    integer: bool = True,
+) -> tuple[
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64] | None,
+]:
+    """Validate the per-class statistics of many inputs for a multi-class procedure.
+
+    Parameters
+    ----------
+    selection : array-like of shape (n_inputs, n_classes)
+        Selection statistics: non-negative, finite (counts or score sums).
+    estimation : array-like of shape (n_inputs, n_classes)
+        Estimation statistics: per entry in ``[0, n]``, each row summing to at
+        most ``n`` (one-hot counts or scores on the probability simplex).
+    n : int or array-like of shape (n_inputs,)
+        Number of estimation draws per input.
+    estimation_sq : array-like of shape (n_inputs, n_classes) or None
+        Sums of squared scores; None for hard counts.
+    integer : bool, default=True
+        Whether ``estimation`` must hold integer counts (binomial intervals).
+
+    Returns
+    -------
+    selection, estimation : ndarrays of shape (n_inputs, n_classes)
+    n : ndarray of shape (n_inputs,)
+    estimation_sq : ndarray of shape (n_inputs, n_classes) or None
+    """
+    sel = _as_float_array(selection, "selection")
+    est = _as_float_array(estimation, "estimation")
+    for arr, nm in ((sel, "selection"), (est, "estimation")):
+        if arr.ndim != 2:
+            raise ValueError(
+                f"The {nm!r} parameter must be a 2-D array of shape (n_inputs, "
+                f"n_classes). Got an array of shape {arr.shape} instead."
+            )
+    if sel.shape != est.shape:
+        raise ValueError(
+            f"The 'selection' and 'estimation' parameters must have the same shape "
+            f"(n_inputs, n_classes). Got {sel.shape} and {est.shape} instead."
+        )
+    if sel.shape[1] < 2:
+        raise ValueError(
+            "The 'selection' and 'estimation' parameters must have n_classes >= 2 "
+            f"columns. Got {sel.shape[1]} instead."
+        )
+    if not np.all(np.isfinite(sel)) or np.any(sel < 0):
+        raise ValueError(
+            "The 'selection' parameter must hold finite, non-negative statistics."
+        )
+    n_arr = _as_float_array(n, "n")
+    if n_arr.ndim > 1 or (n_arr.ndim == 1 and n_arr.shape[0] != est.shape[0]):
+        raise ValueError(
+            "The 'n' parameter must be an int or an array of shape (n_inputs,) = "
+            f"({est.shape[0]},). Got shape {n_arr.shape} instead."
+        )
+    if (
+        not np.all(np.isfinite(n_arr))
+        or np.any(n_arr < 1)
+        or np.any(n_arr != np.floor(n_arr))
+    ):
+        raise ValueError(
+            f"The 'n' parameter must hold integers >= 1. Got {n!r} instead."
+        )
+    sq = None
+    if estimation_sq is not None:
+        sq = _as_float_array(estimation_sq, "estimation_sq")
+        if sq.shape != est.shape:
+            raise ValueError(
+                "The 'estimation_sq' parameter must have the shape of 'estimation' "
+                f"{est.shape}. Got {sq.shape} instead."
+            )
+    n_col = np.broadcast_to(n_arr, est.shape[:1])[:, None]
+    est, n_b, sq_checked = check_sufficient_statistics(
+        est,
+        n_col,
+        sq,
+        integer=integer,
+        k_name="estimation",
+        n_name="n",
+        sum_sq_name="estimation_sq",
+    )
+    n_rows = n_b[:, 0].copy()
+    # Scores live on the probability simplex (one-hot for hard counts), so each
+    # row sums to at most n; the relative slack absorbs float accumulation.
+    if np.any(est.sum(axis=1) > n_rows * (1.0 + 1e-9)):
+        raise ValueError(
+            "The 'estimation' parameter must have rows summing to at most 'n' "
+            "(class scores on the probability simplex). Got larger row sums."
+        )
+    return sel, est, n_rows, (None if sq is None else sq_checked)

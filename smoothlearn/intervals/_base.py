@@ -45,9 +45,14 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
         True for methods defined only for Bernoulli counts (integer ``k``,
         ``sum_sq`` ignored); False for bounded-mean methods that accept sums
         of [0, 1]-valued scores.
+    guaranteed : bool
+        True when each one-sided bound holds with probability at least
+        ``1 - alpha`` for every true mean and every ``n`` (exact or
+        conservative methods); False for approximate (asymptotic) methods.
     """
 
     requires_counts: bool = True
+    guaranteed: bool = False
 
     @abstractmethod
     def _lower(
