@@ -1,5 +1,26 @@
 """Confidence bounds: binomial and bounded-mean intervals, multi-class procedures."""
 
 from ._base import ClassBounds, IntervalEstimator, MultiClassProcedure
+from ._binomial import AgrestiCoull, ClopperPearson, Jeffreys, Wilson
+from ._bounded import EmpiricalBernstein, Hoeffding
+from ._procedures import Bonferroni, ClassPartitioning, TopClass
+from ._registry import INTERVALS, PROCEDURES, get_interval, get_procedure
 
-__all__ = ["ClassBounds", "IntervalEstimator", "MultiClassProcedure"]
+__all__ = [
+    "INTERVALS",
+    "PROCEDURES",
+    "AgrestiCoull",
+    "Bonferroni",
+    "ClassBounds",
+    "ClassPartitioning",
+    "ClopperPearson",
+    "EmpiricalBernstein",
+    "Hoeffding",
+    "IntervalEstimator",
+    "Jeffreys",
+    "MultiClassProcedure",
+    "TopClass",
+    "Wilson",
+    "get_interval",
+    "get_procedure",
+]
