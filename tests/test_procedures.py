@@ -240,6 +240,34 @@ def test_other_intervals_and_string_binomial():
     np.testing.assert_allclose(w.pA_lower[0], Wilson().lower(58000, N, ALPHA / 3))
 
 
+@pytest.mark.parametrize("interval", [EmpiricalBernstein(), Hoeffding(), Wilson()])
+def test_every_competitor_path_matches_reference(interval):
+    # EmpiricalBernstein is not monotone in k (its variance term), so the
+    # procedures bound every competitor; the others bound only the largest one.
+    # Both paths must equal the explicit maximum over competitors.
+    assert interval._monotone_in_k == (not isinstance(interval, EmpiricalBernstein))
+    rng = np.random.default_rng(8)
+    p = rng.dirichlet(np.ones(5), size=40)
+    sel = np.stack([rng.multinomial(10, pi) for pi in p])
+    est = np.stack([rng.multinomial(300, pi) for pi in p])
+    bo = Bonferroni(binomial=interval).bound(sel, est, 300, 0.05)
+    cpm = ClassPartitioning(binomial=interval).bound(sel, est, 300, 0.05)
+    for i in range(40):
+        pred = bo.prediction[i]
+        others = [c for c in range(5) if c != pred]
+        ref = max(interval.upper(est[i, c], 300, 0.01) for c in others)
+        np.testing.assert_allclose(bo.pB_upper[i], ref, rtol=1e-12)
+        order = sorted(range(5), key=lambda c: (-sel[i, c], c))
+        rest, buckets = order[2:], [[order[1]]]
+        while rest and sel[i, rest].sum() > sel[i, order[1]]:
+            buckets.append([rest.pop(0)])
+        if rest:
+            buckets.append(rest)
+        a = 0.05 / (len(buckets) + 1)
+        ref = max(interval.upper(est[i, b].sum(), 300, a) for b in buckets)
+        np.testing.assert_allclose(cpm.pB_upper[i], ref, rtol=1e-12)
+
+
 def test_soft_statistics_empirical_bernstein():
     # Soft scores: every draw is one of a few simplex vectors (known exact
     # sums of squares of every bucket, computed from the draws themselves).

@@ -53,6 +53,10 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
 
     requires_counts: bool = True
     guaranteed: bool = False
+    # True when the bounds depend on (k, n, alpha) only, not on sum_sq, and are
+    # non-decreasing in k.  Multi-class procedures then bound only the largest
+    # competing statistic, since max_b upper(k_b) = upper(max_b k_b).
+    _monotone_in_k: bool = False
 
     @abstractmethod
     def _lower(

@@ -68,6 +68,7 @@ class ClopperPearson(IntervalEstimator):
 
     requires_counts = True
     guaranteed = True
+    _monotone_in_k = True
 
     def _lower(self, k, n, alpha, sum_sq):
         pos = k > 0
@@ -119,6 +120,7 @@ class Wilson(IntervalEstimator):
 
     requires_counts = True
     guaranteed = False
+    _monotone_in_k = True
 
     def _lower(self, k, n, alpha, sum_sq):
         z = _z(alpha)
@@ -163,6 +165,7 @@ class AgrestiCoull(IntervalEstimator):
 
     requires_counts = True
     guaranteed = False
+    _monotone_in_k = True
 
     def _lower(self, k, n, alpha, sum_sq):
         z = _z(alpha)
@@ -207,6 +210,7 @@ class Jeffreys(IntervalEstimator):
 
     requires_counts = True
     guaranteed = False
+    _monotone_in_k = True
 
     def _lower(self, k, n, alpha, sum_sq):
         pos = k > 0

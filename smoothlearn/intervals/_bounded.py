@@ -49,6 +49,7 @@ class Hoeffding(IntervalEstimator):
 
     requires_counts = False
     guaranteed = True
+    _monotone_in_k = True
 
     def _lower(self, k, n, alpha, sum_sq):
         return k / n - np.sqrt(-np.log(alpha) / (2.0 * n))

@@ -185,7 +185,10 @@ class Bonferroni(MultiClassProcedure):
         \overline{p_B} = \max_{c \ne \hat c_A} \mathrm{upper}(c_c, n, \alpha / K).
 
     Valid by the union bound over the ``K`` bounds (conditional on the
-    selection draws, which are independent of the estimation draws).
+    selection draws, which are independent of the estimation draws).  When
+    the interval is non-decreasing in the count (binomial methods,
+    Hoeffding), the maximum is computed as one bound on the largest
+    competing count, which gives the same value.
 
     References
     ----------
@@ -228,9 +231,16 @@ class Bonferroni(MultiClassProcedure):
             alpha_each,
             sq[rows, prediction],
         )
-        upper = _bound(binomial, "upper", est, n_rows[:, None], alpha_each, sq)
-        upper[rows, prediction] = -np.inf
-        pB = upper.max(axis=1)
+        if binomial._monotone_in_k:
+            # The largest upper bound is the bound on the largest competitor.
+            others = est.copy()
+            others[rows, prediction] = -np.inf
+            top = others.max(axis=1)
+            pB = _bound(binomial, "upper", top, n_rows, alpha_each, top)
+        else:
+            upper = _bound(binomial, "upper", est, n_rows[:, None], alpha_each, sq)
+            upper[rows, prediction] = -np.inf
+            pB = upper.max(axis=1)
         n_bounds = np.full(n_inputs, n_classes, dtype=np.int64)
         return ClassBounds(prediction.astype(np.int64), pA, pB, n_bounds)
 
@@ -268,6 +278,9 @@ class ClassPartitioning(MultiClassProcedure):
 
     Since the peeling condition is monotone along the sorted row, the number
     of singletons is a count over suffix sums, which vectorises over inputs.
+    When the interval's bound is non-decreasing in the count (every binomial
+    method, and Hoeffding), only the largest competing bucket is bounded:
+    :math:`\max_b \mathrm{upper}(n_b) = \mathrm{upper}(\max_b n_b)`.
     Valid by the union bound over the ``k`` bounds, conditional on the
     selection draws; a bucket's probability bounds each of its classes', so
     :math:`\overline{p_B} \ge \max_{c \ne A} p_c`.  ``kind="mono"`` is
@@ -363,13 +376,19 @@ def _cpm(
         stat_sq = stat  # one-hot counts: every bucket score is Bernoulli
 
     alpha_bucket = alpha / n_buckets
-    n_mat = np.broadcast_to(n_rows[:, None], valid.shape)
-    a_mat = np.broadcast_to(alpha_bucket[:, None], valid.shape)
-    upper = np.full(valid.shape, -np.inf)
-    upper[valid] = _bound(
-        binomial, "upper", stat[valid], n_mat[valid], a_mat[valid], stat_sq[valid]
-    )
-    pB = upper.max(axis=1)
+    if binomial._monotone_in_k:
+        # All buckets of a row share n and alpha / k, and the bound is
+        # non-decreasing in the statistic: bound the largest bucket only.
+        top = np.where(valid, stat, -np.inf).max(axis=1)
+        pB = _bound(binomial, "upper", top, n_rows, alpha_bucket, top)
+    else:
+        n_mat = np.broadcast_to(n_rows[:, None], valid.shape)
+        a_mat = np.broadcast_to(alpha_bucket[:, None], valid.shape)
+        upper = np.full(valid.shape, -np.inf)
+        upper[valid] = _bound(
+            binomial, "upper", stat[valid], n_mat[valid], a_mat[valid], stat_sq[valid]
+        )
+        pB = upper.max(axis=1)
     pA = _bound(binomial, "lower", e[:, 0], n_rows, alpha_bucket, q[:, 0])
     prediction = order[:, 0].astype(np.int64)
     return ClassBounds(prediction, pA, pB, n_buckets.astype(np.int64))
