@@ -2,8 +2,91 @@
 
 import numpy as np
 import pytest
+import torch
+
+# The CI machine has 2 cores shared with other jobs: torch's intra-op thread pool
+# then spins on tiny tensors and the many small forward passes of these tests
+# slow down by 10x or more. One thread keeps the suite fast and predictable.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def make_linear_module(weight, bias) -> torch.nn.Linear:
+    """A fixed ``torch.nn.Linear`` with weight ``(K, d)`` and bias ``(K,)``."""
+    weight = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
+    module = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        module.weight.copy_(weight)
+        module.bias.copy_(torch.as_tensor(np.asarray(bias), dtype=torch.float32))
+    return module
+
+
+@pytest.fixture
+def linear3():
+    """Three-class argmax of a fixed linear map of R^2 (classes at 120 degrees)."""
+    angles = np.deg2rad([0.0, 120.0, 240.0])
+    weight = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return make_linear_module(weight, np.zeros(3))
+
+
+@pytest.fixture
+def linear2():
+    """Binary linear classifier of R^3: class 1 where x0 + 2 x1 - 0.5 > 0."""
+    w = np.array([1.0, 2.0, 0.0])
+    return make_linear_module(np.stack([-w / 2, w / 2]), [0.25, -0.25])
+
+
+@pytest.fixture
+def blobs3():
+    """Three well-separated float32 Gaussian blobs in R^2 (120 samples)."""
+    gen = np.random.default_rng(0)
+    angles = np.deg2rad([0.0, 120.0, 240.0])
+    centers = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    y = np.repeat(np.arange(3), 40)
+    X = centers[y] + 0.3 * gen.standard_normal((120, 2))
+    return X.astype(np.float32), y
+
+
+class TinyMLP(torch.nn.Module):
+    """Small MLP for skorch tests: ``n_in -> 16 -> n_out`` logits."""
+
+    def __init__(self, n_in=2, n_out=3, dropout=0.0):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Flatten(),
+            torch.nn.Linear(n_in, 16),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(16, n_out),
+        )
+
+    def forward(self, X):
+        return self.net(X)
+
+
+@pytest.fixture
+def tiny_net():
+    """Factory of an unfitted, quiet skorch NeuralNetClassifier on TinyMLP."""
+    from skorch import NeuralNetClassifier
+
+    def make(n_in=2, n_out=3, **kwargs):
+        params = dict(
+            module=TinyMLP,
+            module__n_in=n_in,
+            module__n_out=n_out,
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=torch.optim.Adam,
+            lr=0.05,
+            max_epochs=10,
+            batch_size=32,
+            train_split=None,
+            verbose=0,
+        )
+        params.update(kwargs)
+        return NeuralNetClassifier(**params)
+
+    return make
