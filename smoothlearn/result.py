@@ -24,7 +24,7 @@ from ._validation import check_kind, check_scalar_alpha
 from .intervals import IntervalEstimator, MultiClassProcedure
 from .intervals import _registry as _interval_registry
 from .radius import abstained as _abstained
-from .radius import gaussian_radius
+from .radius import gaussian_radius, lipschitz_radius, margin_radius
 
 __all__ = ["CertificationResult"]
 
@@ -90,7 +90,51 @@ def _resolve_procedure(interval, name: str = "interval") -> MultiClassProcedure:
 
 
 def _check_radius_kind(radius) -> str:
+    if isinstance(radius, str) and radius == "margin":
+        return radius
     return check_kind(radius, "radius")
+
+
+def _procedure_binomial(procedure):
+    """The interval a procedure bounds with (None if it has no ``binomial``)."""
+    if not hasattr(procedure, "binomial"):
+        return None
+    from .intervals._procedures import _resolve_binomial
+
+    return _resolve_binomial(procedure)
+
+
+def _check_radius_method(method) -> str:
+    if not isinstance(method, str) or method not in ("paper", "envelope"):
+        raise ValueError(
+            "The 'radius_method' parameter must be a str among {'envelope', "
+            f"'paper'}}. Got {method!r} instead."
+        )
+    return method
+
+
+def _check_score_lipschitz(lipschitz, n_inputs: int, smoothing: str):
+    """None, or the per-input Lipschitz constants of the averaged class scores."""
+    if lipschitz is None:
+        return None
+    L = np.asarray(lipschitz, dtype=np.float64)
+    if L.ndim > 1 or (L.ndim == 1 and L.shape[0] != n_inputs):
+        raise ValueError(
+            "The 'lipschitz' parameter must be None, a float or an array of shape "
+            f"(n_inputs,) = ({n_inputs},). Got shape {L.shape} instead."
+        )
+    if np.any(np.isnan(L)) or np.any(L <= 0):
+        raise ValueError(
+            "The 'lipschitz' parameter must hold Lipschitz constants in (0, inf]. "
+            f"Got {lipschitz!r} instead."
+        )
+    if smoothing == "hard" and np.any(np.isfinite(L)):
+        raise ValueError(
+            "The 'lipschitz' parameter must be None or inf with hard counts "
+            "(smoothing='hard'): a Lipschitz-aware radius needs bounds on the mean "
+            "of the same Lipschitz [0, 1]-valued score (smoothing='soft')."
+        )
+    return np.broadcast_to(L, (n_inputs,)).copy()
 
 
 def _min_draws_to_certify(alpha: float) -> int:
@@ -222,10 +266,16 @@ class CertificationResult:
         Class labels; column ``c`` of the statistics is ``classes[c]``.
     abstain_label : object
         The label in ``prediction`` that marks an abstention.
-    lipschitz : float or None
-        Lipschitz constant used for the radius (None: Cohen's radius).
-    score_map, temperature : str, float or None
-        Simplex map and temperature of soft smoothing (None for hard).
+    lipschitz : ndarray of shape (n_inputs,) or None
+        l2 Lipschitz constant of each input's averaged [0, 1]-valued class
+        score (temperature included) used for the radius; ``inf`` or None:
+        Cohen's radius.
+    score_map : ndarray of shape (n_inputs,) of str, or None
+        Simplex map of each input (soft smoothing; None for hard).
+    temperature : ndarray of shape (n_inputs,) or None
+        Inverse temperature of each input's simplex map (None for hard).
+    radius_method : {"paper", "envelope"}
+        Form of the Lipschitz-aware radius (used where ``lipschitz`` is finite).
 
     Notes
     -----
@@ -278,9 +328,10 @@ class CertificationResult:
     smoothing: str
     classes: NDArray
     abstain_label: object = -1
-    lipschitz: float | None = None
-    score_map: str | None = None
-    temperature: float | None = None
+    lipschitz: NDArray[np.float64] | None = None
+    score_map: NDArray | None = None
+    temperature: NDArray[np.float64] | None = None
+    radius_method: str = "paper"
 
     # ------------------------------------------------------------------
     @classmethod
@@ -299,6 +350,10 @@ class CertificationResult:
         radius: str = "mono",
         smoothing: str = "hard",
         abstain_label="auto",
+        lipschitz=None,
+        radius_method: str = "paper",
+        score_map=None,
+        temperature=None,
         _warn: bool = True,
     ) -> CertificationResult:
         """Certify from stored statistics: bounds, then radii.
@@ -322,13 +377,24 @@ class CertificationResult:
         interval : MultiClassProcedure or str, default=None
             The multi-class procedure; None is Cohen's
             :class:`~smoothlearn.intervals.TopClass`.
-        radius : {"mono", "multi"}, default="mono"
-            The radius formula.
+        radius : {"mono", "multi", "margin"}, default="mono"
+            The radius formula; ``"margin"`` (soft smoothing only) is
+            :func:`~smoothlearn.radius.margin_radius` on multi-class bounds.
         smoothing : {"hard", "soft"}, default="hard"
             What the statistics count.
         abstain_label : object, default="auto"
             The label marking abstentions; "auto" applies the rule of
             :class:`~smoothlearn.SmoothedClassifier`.
+        lipschitz : float or array-like of shape (n_inputs,), default=None
+            l2 Lipschitz constant of the averaged [0, 1]-valued class score
+            (soft smoothing only; finite values with hard counts raise).
+            Where finite, the radius is
+            :func:`~smoothlearn.radius.lipschitz_radius`.
+        radius_method : {"paper", "envelope"}, default="paper"
+            Form of the Lipschitz-aware radius.
+        score_map, temperature : array-like of shape (n_inputs,), default=None
+            Simplex map and inverse temperature of each input (soft
+            smoothing), stored for the record.
 
         Returns
         -------
@@ -344,6 +410,12 @@ class CertificationResult:
             raise ValueError(
                 "The 'smoothing' parameter must be a str among {'hard', 'soft'}. "
                 f"Got {smoothing!r} instead."
+            )
+        radius_method = _check_radius_method(radius_method)
+        if kind == "margin" and smoothing != "soft":
+            raise ValueError(
+                "The 'radius' parameter 'margin' needs smoothing='soft' (bounds on "
+                "the means of [0, 1]-valued scores)."
             )
         selection = np.asarray(selection)
         estimation = np.asarray(estimation)
@@ -369,19 +441,34 @@ class CertificationResult:
         if _warn:
             _warn_if_n_too_small(int(n), alpha)
 
+        L = _check_score_lipschitz(lipschitz, estimation.shape[0], smoothing)
+        if smoothing == "soft" and getattr(
+            _procedure_binomial(procedure), "requires_counts", False
+        ):
+            raise ValueError(
+                f"The 'interval' procedure {procedure!r} uses an interval that "
+                "requires integer counts, but smoothing='soft' averages scores: use "
+                "a bounded-mean interval, e.g. TopClass(binomial=EmpiricalBernstein())."
+            )
+        proc_kind = "multi" if kind == "margin" else kind
         bounds = procedure.bound(
             selection,
             estimation,
             int(n),
             alpha,
             estimation_sq=None if smoothing == "hard" else estimation_sq,
-            kind=kind,
+            kind=proc_kind,
         )
         pA = np.asarray(bounds.pA_lower, dtype=np.float64)
         pB = np.asarray(bounds.pB_upper, dtype=np.float64)
-        abst = np.asarray(_abstained(pA, pB, kind), dtype=bool).reshape(pA.shape)
-        rad = np.asarray(gaussian_radius(pA, pB, sigma_f, kind), dtype=np.float64)
-        rad = rad.reshape(pA.shape)
+        abst = np.asarray(_abstained(pA, pB, proc_kind), dtype=bool).reshape(pA.shape)
+        if kind == "margin":
+            rad = margin_radius(pA, pB, sigma_f)
+        elif L is None:
+            rad = gaussian_radius(pA, pB, sigma_f, kind)
+        else:
+            rad = lipschitz_radius(pA, pB, sigma_f, L, kind=kind, method=radius_method)
+        rad = np.asarray(rad, dtype=np.float64).reshape(pA.shape)
         index = np.asarray(bounds.prediction, dtype=np.int64)
         return cls(
             prediction=_labels(classes, index, abst, abstain_label),
@@ -402,6 +489,12 @@ class CertificationResult:
             smoothing=smoothing,
             classes=classes,
             abstain_label=abstain_label,
+            lipschitz=L,
+            score_map=None if score_map is None else np.asarray(score_map, dtype=str),
+            temperature=None
+            if temperature is None
+            else np.asarray(temperature, dtype=np.float64),
+            radius_method=radius_method,
         )
 
     # ------------------------------------------------------------------
@@ -448,7 +541,7 @@ class CertificationResult:
 
     # ------------------------------------------------------------------
     def recertify(
-        self, alpha=None, interval=None, radius=None, lipschitz=None
+        self, alpha=None, interval=None, radius=None, lipschitz=None, radius_method=None
     ) -> CertificationResult:
         """Recompute the certificates from the stored statistics, without the model.
 
@@ -463,20 +556,27 @@ class CertificationResult:
             Total failure probability of each certificate; None keeps it.
         interval : MultiClassProcedure or str, default=None
             The multi-class procedure; None keeps it.
-        radius : {"mono", "multi"}, default=None
+        radius : {"mono", "multi", "margin"}, default=None
             The radius formula; None keeps it.
-        lipschitz : None
-            Reserved for Lipschitz-aware radii; only None is supported yet.
+        lipschitz : float or array-like of shape (n_inputs,), default=None
+            l2 Lipschitz constant of the averaged [0, 1]-valued class score of
+            each input (soft smoothing; the score's own constant, simplex map
+            and temperature included, not the logits'); ``inf`` gives Cohen's
+            radius; None keeps the stored constants.
+        radius_method : {"paper", "envelope"}, default=None
+            Form of the Lipschitz-aware radius; None keeps it.
 
         Returns
         -------
         CertificationResult
+
+        Notes
+        -----
+        The class, simplex map and temperature stay those chosen on the
+        selection draws at :meth:`certify` time; they depend on the selection
+        draws only, so bounds at a new ``alpha`` or with a new procedure are
+        still valid.
         """
-        if lipschitz is not None:
-            raise ValueError(
-                "The 'lipschitz' parameter is not supported yet; only None (Cohen's "
-                f"radius) is. Got {lipschitz!r} instead."
-            )
         return type(self).from_statistics(
             selection=self.selection,
             estimation=self.estimation,
@@ -490,6 +590,12 @@ class CertificationResult:
             radius=self.kind if radius is None else radius,
             smoothing=self.smoothing,
             abstain_label=self.abstain_label,
+            lipschitz=self.lipschitz if lipschitz is None else lipschitz,
+            radius_method=self.radius_method
+            if radius_method is None
+            else radius_method,
+            score_map=self.score_map,
+            temperature=self.temperature,
         )
 
     # ------------------------------------------------------------------
@@ -519,9 +625,16 @@ class CertificationResult:
             "kind": self.kind,
             "smoothing": self.smoothing,
             "abstain_label": _json_scalar(self.abstain_label),
-            "lipschitz": _json_scalar(self.lipschitz),
-            "score_map": self.score_map,
-            "temperature": _json_scalar(self.temperature),
+            "radius_method": self.radius_method,
+        }
+        optional = {
+            name: np.asarray(value)
+            for name, value in (
+                ("lipschitz", self.lipschitz),
+                ("score_map", self.score_map),
+                ("temperature", self.temperature),
+            )
+            if value is not None
         }
         index = _class_index(self.prediction, self.classes, self.abstained)
         np.savez(
@@ -537,6 +650,7 @@ class CertificationResult:
             selection=self.selection,
             estimation=self.estimation,
             estimation_sq=self.estimation_sq,
+            **optional,
         )
 
     @classmethod
@@ -581,13 +695,17 @@ class CertificationResult:
             smoothing=meta["smoothing"],
             classes=classes,
             abstain_label=abstain_label,
-            lipschitz=meta["lipschitz"],
-            score_map=meta["score_map"],
-            temperature=meta["temperature"],
+            lipschitz=arrays.get("lipschitz"),
+            score_map=arrays.get("score_map"),
+            temperature=arrays.get("temperature"),
+            radius_method=meta.get("radius_method", "paper"),
         )
 
     def to_frame(self):
         """One row per input: prediction, radius, bounds, abstained, n_bounds.
+
+        Soft results add the columns ``score_map``, ``temperature`` and
+        (with a Lipschitz-aware radius) ``lipschitz``.
 
         Returns
         -------
@@ -600,7 +718,7 @@ class CertificationResult:
                 "CertificationResult.to_frame needs pandas: "
                 "pip install 'smoothlearn[pandas]'."
             ) from exc
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "prediction": self.prediction,
                 "radius": self.radius,
@@ -610,6 +728,12 @@ class CertificationResult:
                 "n_bounds": self.n_bounds,
             }
         )
+        # soft smoothing: each input's simplex map, temperature and constant
+        for name in ("score_map", "temperature", "lipschitz"):
+            value = getattr(self, name)
+            if value is not None:
+                frame[name] = value
+        return frame
 
 
 def _plain_array(values, name: str) -> NDArray:

@@ -124,6 +124,9 @@ def sample_statistics(
         ``"hard"``: the one-hot vector of the predicted class, so the sums are
         counts.  A callable maps the adapter's score tensor ``(B, K)`` to
         [0, 1]-valued class scores ``(B, K)``; sums are accumulated in float64.
+        A callable with a true ``per_input`` attribute is called as
+        ``score(scores, index)`` with ``index`` the int64 tensor ``(B,)`` of
+        each row's global input position (``input_offset`` + row of ``X``).
     input_offset : int, default=0
         Global position of ``X[0]``: chunks of a data set processed separately
         with their offsets give the statistics of the whole.
@@ -247,7 +250,13 @@ def sample_statistics(
                     )
                 sums[i_first : i_last + 1] += binned.view(n_local, n_classes)
             else:
-                s = score(adapter.predict_scores(batch)).to(device, torch.float64)
+                logits = adapter.predict_scores(batch)
+                if getattr(score, "per_input", False):
+                    # per-input score maps receive each row's global input index
+                    s = score(logits, local + (i_first + input_offset))
+                else:
+                    s = score(logits)
+                s = s.to(device, torch.float64)
                 if s.shape != (rows, n_classes):
                     raise ValueError(
                         f"The score map returned shape {tuple(s.shape)}; expected "
