@@ -116,14 +116,43 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         :class:`~smoothlearn.intervals.TopClass` with Clopper-Pearson
         (Cohen's CERTIFY), or an exact alias among ``"top_class"``,
         ``"bonferroni"``, ``"class_partitioning"``, ``"cpm"``.
-    radius : {"mono", "multi"}, default="mono"
+    radius : {"mono", "multi", "margin"}, default="mono"
         ``"mono"``: ``sigma * Phi^-1(pA_lower)`` (Cohen's CERTIFY);
-        ``"multi"``: ``sigma / 2 * (Phi^-1(pA_lower) - Phi^-1(pB_upper))``.
+        ``"multi"``: ``sigma / 2 * (Phi^-1(pA_lower) - Phi^-1(pB_upper))``;
+        ``"margin"`` (soft smoothing only): the LVM margin radius
+        ``(pA_lower - pB_upper) * sigma * sqrt(pi / 2)`` on multi-class
+        bounds.  With ``lipschitz`` set, ``"mono"``/``"multi"`` become
+        :func:`~smoothlearn.radius.lipschitz_radius` of that kind.
     smoothing : {"hard", "soft"}, default="hard"
-        ``"hard"`` counts the base model's argmax.  ``"soft"`` is reserved
-        for averaging probability vectors (not supported yet).
-    lipschitz : None
-        Reserved for Lipschitz-aware radii (not supported yet).
+        ``"hard"`` counts the base model's argmax.  ``"soft"`` averages the
+        class scores ``S(t * z)`` of a simplex map ``S`` of the logits ``z``
+        (torch/skorch: the module's raw outputs; scikit-learn:
+        ``log(predict_proba)``) and bounds their means with a bounded-mean
+        interval: ``interval=None`` then means
+        ``TopClass(binomial=EmpiricalBernstein())``, and a procedure whose
+        interval requires counts raises.
+    simplex_map : {"softmax", "sparsemax", "hardmax"}, default="softmax"
+        The map ``S`` of soft smoothing (see :mod:`smoothlearn.soft`);
+        ``"hardmax"`` is the one-hot argmax (hard counts, bounded as means).
+        Ignored when ``temperature="auto"`` or ``smoothing="hard"``.
+    temperature : float or "auto", default=1.0
+        Inverse temperature ``t > 0`` multiplying the logits.  ``"auto"``
+        chooses, per input and on the ``n0`` selection draws only, the
+        (map, t) among softmax and sparsemax on 12 log-spaced ``t`` in
+        [0.1, 50] and hardmax that maximises the plug-in radius (see Notes).
+    lipschitz : LipschitzEstimator or float, default=None
+        For soft smoothing, a guaranteed bound on the l2 Lipschitz constant
+        of the model's *logits* (a ``LipschitzEstimator`` with
+        ``guaranteed=True``, or the number itself).  The certificate then
+        uses :func:`~smoothlearn.radius.lipschitz_radius` with the constant
+        of the averaged class score,
+        ``L_score = simplex_map_constant * t * L_logits``.  None: Cohen's
+        radius.  Refused with hard counts (``smoothing="hard"`` or
+        ``simplex_map="hardmax"``) and for estimators that are estimates
+        (``guaranteed=False``).
+    radius_method : {"paper", "envelope"}, default="paper"
+        Form of the Lipschitz-aware radius: the paper's local form or the
+        exact worst-case envelope (:func:`~smoothlearn.radius.lipschitz_radius`).
     batch_size : int, default=1024
         Number of noisy samples per forward pass; many inputs share a batch.
         Memory grows with it; results do not depend on it.
@@ -188,6 +217,23 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     ``1 - alpha`` a returned ``(class, radius)`` is correct (Cohen et al.,
     Theorem 1; Delattre et al. for the class-partitioning procedure).
 
+    Soft smoothing (Delattre et al. 2024) certifies
+    :math:`\arg\max_c \tilde f_c`, :math:`\tilde f_c(x) = E[S(t z(x+d))_c]`.
+    Selection: for every candidate (map, t) the procedure is applied to the
+    ``n0`` selection sums rescaled to ``n`` draws (the bounds ``n`` draws with
+    the same means and variances would give, at the procedure's per-bound
+    level), the radius in use is computed with the candidate's own
+    Lipschitz constant, and the candidate with the largest one is kept
+    (first on ties).  The ``n`` estimation draws then use that candidate and
+    only bound it.  Everything chosen is a function of the selection draws,
+    independent of the estimation draws, so the total failure probability is
+    ``alpha`` with no correction for the number of candidates; taking the
+    best radius over candidates on the estimation draws, as the released LVM
+    code does, would not be valid.  With CPM a merged bucket's upper bound
+    bounds each of its classes' means, and each class score is
+    ``L_score``-Lipschitz, so the Lipschitz-aware multi radius with the
+    per-class constant is sound.
+
     PREDICT: ``n`` draws, top two counts :math:`n_A \ge n_B`; returns the top
     class when the two-sided binomial test of :math:`n_A` out of
     :math:`n_A + n_B` at 1/2 has p-value :math:`\le \alpha`, else abstains; it
@@ -205,6 +251,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
        Randomized Smoothing", ICML 2019.
     .. [2] Delattre, Caillon, Barthélemy, Fagnou & Allauzen, "Bridging the
        Theoretical Gap in Randomized Smoothing", AISTATS 2025.
+    .. [3] Delattre, Araujo, Barthélemy & Allauzen, "The Lipschitz-Variance-
+       Margin Tradeoff for Enhanced Randomized Smoothing", ICLR 2024.
+    .. [4] Maurer & Pontil, "Empirical Bernstein Bounds and Sample Variance
+       Penalization", COLT 2009.
+    .. [5] Martins & Astudillo, "From Softmax to Sparsemax", ICML 2016.
 
     Examples
     --------
@@ -228,9 +279,15 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         "n": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "interval": [None, StrOptions(set(PROCEDURES)), HasMethods(["bound"])],
-        "radius": [StrOptions({"mono", "multi"})],
+        "radius": [StrOptions({"mono", "multi", "margin"})],
         "smoothing": [StrOptions({"hard", "soft"})],
-        "lipschitz": "no_validation",
+        "simplex_map": [StrOptions({"softmax", "sparsemax", "hardmax"})],
+        "temperature": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
+        "lipschitz": "no_validation",  # checked in _check_params
+        "radius_method": [StrOptions({"paper", "envelope"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "noise_augment": ["boolean", Interval(Integral, 1, None, closed="left")],
         "device": [None, str, torch.device],
@@ -250,7 +307,10 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         interval=None,
         radius="mono",
         smoothing="hard",
+        simplex_map="softmax",
+        temperature=1.0,
         lipschitz=None,
+        radius_method="paper",
         batch_size=1024,
         noise_augment=True,
         device=None,
@@ -266,7 +326,10 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.interval = interval
         self.radius = radius
         self.smoothing = smoothing
+        self.simplex_map = simplex_map
+        self.temperature = temperature
         self.lipschitz = lipschitz
+        self.radius_method = radius_method
         self.batch_size = batch_size
         self.noise_augment = noise_augment
         self.device = device
@@ -284,15 +347,40 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 "The 'sigma' parameter of SmoothedClassifier must be a float in the "
                 f"range (0, inf). Got {self.sigma!r} instead."
             )
-        if self.smoothing != "hard":
+        lip = self.lipschitz
+        if lip is not None and (
+            isinstance(lip, bool)
+            or (isinstance(lip, Real) and not (0 < lip < math.inf))
+            or not isinstance(lip, Real | BaseEstimator)
+        ):
             raise ValueError(
-                "The 'smoothing' parameter of SmoothedClassifier: 'soft' is not "
-                "supported yet; use smoothing='hard'."
+                "The 'lipschitz' parameter of SmoothedClassifier must be None, a "
+                "float in the range (0, inf) or a LipschitzEstimator. Got "
+                f"{lip!r} instead."
             )
-        if self.lipschitz is not None:
+        hard_counts = self.smoothing == "hard" or (
+            self.simplex_map == "hardmax" and self.temperature != "auto"
+        )
+        if self.lipschitz is not None and hard_counts:
             raise ValueError(
-                "The 'lipschitz' parameter of SmoothedClassifier is not supported "
-                f"yet; only None (Cohen's radius) is. Got {self.lipschitz!r} instead."
+                "The 'lipschitz' parameter of SmoothedClassifier must be None with "
+                "hard counts (smoothing='hard' or simplex_map='hardmax'): a "
+                "Lipschitz-aware radius needs bounds on the mean of a Lipschitz "
+                "[0, 1]-valued score. Use smoothing='soft' with softmax or sparsemax."
+            )
+        if (
+            self.lipschitz is not None
+            and getattr(self.lipschitz, "guaranteed", True) is False
+        ):
+            raise ValueError(
+                "The 'lipschitz' parameter of SmoothedClassifier must be a "
+                f"guaranteed upper bound; {type(self.lipschitz).__name__} is an "
+                "estimate (guaranteed=False) and cannot be used in a certificate."
+            )
+        if self.radius == "margin" and self.smoothing != "soft":
+            raise ValueError(
+                "The 'radius' parameter of SmoothedClassifier may be 'margin' only "
+                "with smoothing='soft'."
             )
 
     def _validate_X(self, X) -> NDArray:
@@ -357,9 +445,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         inner = estimator.estimator if frozen else estimator
         if isinstance(inner, torch.nn.Module):
             self.estimator_ = inner
-            classes = self._module_classes(
-                _TorchAdapter(inner, 2, self._device()), X, y
-            )
+            adapter = _TorchAdapter(inner, 2, self._module_device(inner))
+            classes = self._module_classes(adapter, X, y)
         elif _is_skorch_net(inner):
             classes = self._fit_skorch(inner, frozen, X, y, root, fit_params)
         else:
@@ -370,6 +457,24 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
     def _device(self):
         return None if self.device is None else torch.device(self.device)
+
+    def _module_device(self, module):
+        """The device of a pre-trained module, checked against ``device``."""
+        device = self._device()
+        module_device = _module_device(module)
+        has_params = any(True for _ in module.parameters())
+        if (
+            device is not None
+            and has_params
+            and (device.type, device.index or 0)
+            != (module_device.type, module_device.index or 0)
+        ):
+            raise ValueError(
+                f"The 'device' parameter of SmoothedClassifier ({device}) differs "
+                f"from the module's device ({module_device}); move the module first "
+                "(module.to(device))."
+            )
+        return device
 
     def _training_copies(self, trains: bool) -> int:
         if not trains:
@@ -543,20 +648,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         inner = est.estimator if isinstance(est, FrozenEstimator) else est
         n_classes = len(self.classes_)
         if isinstance(inner, torch.nn.Module):
-            device = self._device()
-            module_device = _module_device(inner)
-            has_params = any(True for _ in inner.parameters())
-            if (
-                device is not None
-                and has_params
-                and (device.type, device.index or 0)
-                != (module_device.type, module_device.index or 0)
-            ):
-                raise ValueError(
-                    f"The 'device' parameter of SmoothedClassifier ({device}) "
-                    f"differs from the module's device ({module_device}); move "
-                    "the module first (module.to(device))."
-                )
+            device = self._module_device(inner)
             return _TorchAdapter(inner, n_classes, device)
         if _is_skorch_net(inner):
             return _SkorchAdapter(inner, n_classes)
@@ -662,6 +754,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """
         X = self._validate_X(X)
         _warn_if_n_too_small(self.n, self.alpha)
+        if self.smoothing == "soft":
+            return self._certify_soft(X)
         procedure = _resolve_procedure(self.interval)
         root = _root_seed(self.random_state)
         with self._progress(X.shape[0], "selection") as bar:
@@ -683,6 +777,132 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             radius=self.radius,
             smoothing=self.smoothing,
             abstain_label=self.abstain_label_,
+            _warn=False,
+        )
+
+    def _logit_lipschitz(self) -> float | None:
+        """Bound on the l2 Lipschitz constant of the logits (once per call)."""
+        if self.lipschitz is None:
+            return None
+        if isinstance(self.lipschitz, Real):
+            return float(self.lipschitz)
+        est = self.estimator_
+        inner = est.estimator if isinstance(est, FrozenEstimator) else est
+        module = getattr(inner, "module_", inner)
+        value = _call_lipschitz_estimator(self.lipschitz, module)
+        if len(self.classes_) == 2 and self._n_outputs_raw() == 1:
+            value *= math.sqrt(2.0)  # one logit l is read as (-l, l)
+        return value
+
+    def _n_outputs_raw(self) -> int:
+        adapter = self._adapter()
+        if not isinstance(adapter, _TorchAdapter):
+            return len(self.classes_)
+        X = np.zeros((1, *self.input_shape_), dtype=np.float32)
+        with torch.inference_mode(), adapter.evaluating():
+            out = adapter._forward(
+                torch.from_numpy(X).to(adapter.device, adapter.dtype)
+            )
+        return 1 if out.ndim == 1 or out.shape[-1] == 1 else int(out.shape[-1])
+
+    def _certify_soft(self, X) -> CertificationResult:
+        """Soft CERTIFY: (class, map, t) on the n0 draws, bounds on the n draws."""
+        from .intervals import EmpiricalBernstein, TopClass
+        from .soft import (
+            _CODE,
+            _CandidateAccumulator,
+            _default_grid,
+            _LogitAdapter,
+            _PerInputScore,
+            _select_candidates,
+            simplex_map_constant,
+        )
+
+        if self.interval is None:
+            procedure = TopClass(binomial=EmpiricalBernstein())
+        else:
+            procedure = _resolve_procedure(self.interval)
+        L_logits = self._logit_lipschitz()
+        if self.temperature == "auto":
+            candidates = _default_grid()
+        else:
+            candidates = [(self.simplex_map, float(self.temperature))]
+        n_classes = len(self.classes_)
+        constants = None
+        if L_logits is not None:
+            constants = np.array(
+                [
+                    simplex_map_constant(m, n_classes) * t * L_logits
+                    for m, t in candidates
+                ]
+            )
+        adapter = _LogitAdapter(self._adapter())
+        root = _root_seed(self.random_state)
+        n_inputs = X.shape[0]
+        acc = _CandidateAccumulator(candidates, n_inputs, n_classes, adapter.device)
+        with self._progress(n_inputs, "selection") as bar:
+            sample_statistics(
+                adapter,
+                X,
+                self.n0,
+                self.sigma,
+                stage=STAGE_SELECTION,
+                seed=root,
+                batch_size=self.batch_size,
+                score=acc,
+                progress=None if bar is None else bar.update,
+            )
+        sums = acc.sums.cpu().numpy()
+        sums_sq = acc.sums_sq.cpu().numpy()
+        if len(candidates) == 1:
+            chosen = np.zeros(n_inputs, dtype=np.int64)
+        else:
+            chosen = _select_candidates(
+                sums,
+                sums_sq,
+                self.n0,
+                self.n,
+                self.alpha,
+                procedure,
+                self.radius,
+                self.sigma,
+                constants,
+                self.radius_method,
+            )
+        rows = np.arange(n_inputs)
+        maps = np.array([m for m, _ in candidates])[chosen]
+        temps = np.array([t for _, t in candidates], dtype=np.float64)[chosen]
+        codes = np.array([_CODE[m] for m in maps], dtype=np.int64)
+        score = _PerInputScore(codes, temps, adapter.device)
+        with self._progress(n_inputs, "estimation") as bar:
+            estimation, estimation_sq = sample_statistics(
+                adapter,
+                X,
+                self.n,
+                self.sigma,
+                stage=STAGE_ESTIMATION,
+                seed=root,
+                batch_size=self.batch_size,
+                score=score,
+                progress=None if bar is None else bar.update,
+            )
+        return CertificationResult.from_statistics(
+            selection=sums[chosen, rows],
+            estimation=estimation,
+            estimation_sq=estimation_sq,
+            n0=self.n0,
+            n=self.n,
+            sigma=self.sigma,
+            alpha=self.alpha,
+            classes=self.classes_,
+            interval=procedure,
+            radius=self.radius,
+            smoothing="soft",
+            abstain_label=self.abstain_label_,
+            lipschitz=None if constants is None else constants[chosen],
+            radius_method=self.radius_method,
+            score_map=maps,
+            temperature=temps,
             _warn=False,
         )
 
@@ -721,6 +941,26 @@ def _encode(y: NDArray, classes: NDArray) -> NDArray[np.int64]:
             "y holds labels that are not among the skorch net's 'classes'."
         )
     return index.astype(np.int64)
+
+
+def _call_lipschitz_estimator(estimator, module) -> float:
+    """The logits' Lipschitz bound from a guaranteed ``LipschitzEstimator``."""
+    for name in ("logit_constant", "lipschitz_constant", "estimate"):
+        method = getattr(estimator, name, None)
+        if callable(method):
+            value = float(np.max(np.asarray(method(module), dtype=np.float64)))
+            break
+    else:
+        raise ValueError(
+            "The 'lipschitz' parameter of SmoothedClassifier must be a "
+            "LipschitzEstimator or a float > 0. Got "
+            f"{estimator!r} instead."
+        )
+    if not value > 0:
+        raise ValueError(
+            f"The 'lipschitz' estimator returned {value!r}; a bound > 0 is needed."
+        )
+    return value
 
 
 def _warn_if_n_too_small_predict(n: int, alpha: float) -> None:

@@ -1,0 +1,219 @@
+"""Tests of CertificationResult (smoothlearn/result.py)."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import ndtri
+from statsmodels.stats.proportion import proportion_confint
+
+from smoothlearn import CertificationResult
+from smoothlearn.intervals import ClassPartitioning, TopClass, Wilson
+from smoothlearn.result import _abstain_label, _min_draws_to_certify
+
+SEL = np.array([[95, 5, 0], [40, 35, 25], [10, 80, 10], [50, 50, 0]])
+EST = np.array(
+    [
+        [99_000, 900, 100],
+        [41_000, 35_000, 24_000],
+        [2_000, 97_000, 1_000],
+        [50_000, 50_000, 0],
+    ]
+)
+
+
+def _result(**kwargs):
+    params = dict(
+        selection=SEL, estimation=EST, n0=100, n=100_000, sigma=0.25, alpha=0.001
+    )
+    params.update(kwargs)
+    return CertificationResult.from_statistics(**params)
+
+
+def test_cohen_certify_reference_values():
+    """TopClass/mono is Cohen's CERTIFY.
+
+    Reference: Cohen et al.'s code computes pA_lower with statsmodels
+    ``proportion_confint(k, n, alpha=2 * alpha, method="beta")[0]`` and the
+    radius ``sigma * norm.ppf(pA_lower)``; SCIENCE.md gives k=99000, n=1e5,
+    alpha=0.001 -> 0.988989.
+    """
+    res = _result()
+    k = EST[np.arange(4), SEL.argmax(1)]
+    ref = proportion_confint(k, 100_000, alpha=2 * 0.001, method="beta")[0]
+    np.testing.assert_allclose(res.pA_lower, ref, rtol=1e-10)
+    assert round(float(res.pA_lower[0]), 6) == 0.988989
+    np.testing.assert_allclose(res.pB_upper, 1 - res.pA_lower)
+    expected_abstained = ref < 0.5
+    np.testing.assert_array_equal(res.abstained, expected_abstained)
+    np.testing.assert_allclose(
+        res.radius, np.where(expected_abstained, 0.0, 0.25 * ndtri(ref))
+    )
+    np.testing.assert_array_equal(res.prediction, [0, -1, 1, -1])
+    np.testing.assert_array_equal(res.n_bounds, 1)
+    assert res.n_inputs == len(res) == 4
+    np.testing.assert_array_equal(res.certified, ~res.abstained)
+
+
+def test_recertify_equals_from_statistics_with_new_parameters():
+    res = _result()
+    for kwargs in (
+        dict(alpha=0.01),
+        dict(interval="cpm", radius="multi"),
+        dict(interval=ClassPartitioning(binomial=Wilson()), radius="multi"),
+        dict(interval="bonferroni", radius="multi", alpha=0.05),
+    ):
+        again = res.recertify(**kwargs)
+        direct = _result(**kwargs)
+        assert again == direct
+    assert res.recertify() == res
+    assert res.recertify(alpha=0.01) != res
+
+
+def test_cpm_multi_certifies_the_close_call():
+    res = _result().recertify(interval="cpm", radius="multi")
+    assert not res.abstained[1] and res.radius[1] > 0
+    assert res.prediction[1] == 0
+
+
+def test_recertify_refuses_lipschitz_for_now():
+    with pytest.raises(ValueError, match="lipschitz"):
+        _result().recertify(lipschitz=1.0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"'interval'.*'bonferroni'"):
+        _result(interval="nope")
+    with pytest.raises(ValueError, match="'radius'"):
+        _result(radius="max")
+    with pytest.raises(ValueError, match="'alpha'"):
+        _result(alpha=1.5)
+    with pytest.raises(ValueError, match="'sigma'"):
+        _result(sigma=0.0)
+    with pytest.raises(ValueError, match="'classes'"):
+        _result(classes=[0, 1])
+    with pytest.raises(ValueError, match="same shape"):
+        _result(selection=SEL[:2])
+
+
+@pytest.mark.parametrize(
+    "classes, label",
+    [
+        (np.array([0, 1, 2]), -1),
+        (np.array([-1, 1]), -2),
+        (np.array([0.5, 1.5]), -1),
+        (np.array(["a", "b"]), "abstain"),
+        (np.array(["a", "abstain"], dtype=object), None),
+    ],
+)
+def test_abstain_label_rule(classes, label):
+    assert _abstain_label(classes) == label
+
+
+def test_string_labels_and_abstentions():
+    res = _result(classes=np.array(["cat", "dog", "eel"]))
+    assert res.prediction.tolist() == ["cat", "abstain", "dog", "abstain"]
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [
+        None,
+        np.array([-1, 1, 7]),
+        np.array(["cat", "dog", "eel"]),
+        np.array(["cat", "dog", "eel"], dtype=object),
+        np.array([0.5, 1.5, 2.5]),
+    ],
+)
+def test_save_load_round_trip(tmp_path, classes):
+    res = _result(
+        classes=classes, interval=ClassPartitioning(binomial=Wilson()), radius="multi"
+    )
+    path = tmp_path / "cert.npz"
+    res.save(path)
+    back = CertificationResult.load(path)
+    assert back == res
+    assert isinstance(back.interval, ClassPartitioning)
+    assert isinstance(back.interval.binomial, Wilson)
+    np.testing.assert_array_equal(back.prediction, res.prediction)
+    assert back.recertify(alpha=0.01) == res.recertify(alpha=0.01)
+    # a plain npz: readable without pickle, parameters as JSON
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    assert meta["interval"]["class"] == "ClassPartitioning"
+    assert meta["kind"] == "multi"
+
+
+def test_load_refuses_unknown_classes(tmp_path):
+    res = _result()
+    path = tmp_path / "cert.npz"
+    res.save(path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["meta"]))
+    meta["interval"] = {"class": "os.system", "params": {}}
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="Unknown interval class"):
+        CertificationResult.load(path)
+
+
+def test_save_refuses_mixed_object_labels(tmp_path):
+    res = _result(classes=np.array([1, "b", 2.5], dtype=object))
+    with pytest.raises(ValueError, match="object dtype"):
+        res.save(tmp_path / "x.npz")
+
+
+def test_to_frame():
+    frame = _result().to_frame()
+    assert list(frame.columns) == [
+        "prediction",
+        "radius",
+        "pA_lower",
+        "pB_upper",
+        "abstained",
+        "n_bounds",
+    ]
+    assert len(frame) == 4
+
+
+def test_result_is_frozen_and_has_a_short_repr():
+    res = _result()
+    with pytest.raises(AttributeError):
+        res.alpha = 0.5
+    text = repr(res)
+    assert "n_inputs=4" in text and "TopClass" in text and len(text) < 300
+    assert res == res and res != "x"
+
+
+def test_warns_when_n_cannot_certify():
+    # alpha=0.001: alpha**(1/n) > 1/2 needs n > log2(1000) = 9.97, so n >= 10
+    assert _min_draws_to_certify(0.001) == 10
+    assert 0.001 ** (1 / 10) > 0.5 > 0.001 ** (1 / 9)
+    assert _min_draws_to_certify(0.25) == 3  # 0.25**(1/2) = 0.5 is not > 1/2
+    with pytest.warns(UserWarning, match="smallest n that can certify at all is 10"):
+        res = CertificationResult.from_statistics(
+            selection=[[9, 0]],
+            estimation=[[9, 0]],
+            n0=9,
+            n=9,
+            sigma=1.0,
+            alpha=0.001,
+        )
+    assert res.abstained.all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = CertificationResult.from_statistics(
+            selection=[[10, 0]],
+            estimation=[[10, 0]],
+            n0=10,
+            n=10,
+            sigma=1.0,
+            alpha=0.001,
+        )
+    assert res.radius[0] > 0
+
+
+def test_default_interval_is_top_class():
+    assert isinstance(_result().interval, TopClass)
