@@ -127,9 +127,9 @@ def simplex_scores(
     if simplex_map == "hardmax":
         return _hardmax(z)
     if simplex_map == "softmax":
-        return torch.softmax(temperature * z, dim=-1).clamp_(0.0, 1.0)
+        return torch.softmax(temperature * z, dim=-1).clamp(0.0, 1.0)
     if simplex_map == "sparsemax":
-        return sparsemax(temperature * z).clamp_(0.0, 1.0)
+        return sparsemax(temperature * z).clamp(0.0, 1.0)
     raise ValueError(
         "The 'simplex_map' parameter must be a str among "
         f"{set(SIMPLEX_MAPS)}. Got {simplex_map!r} instead."
