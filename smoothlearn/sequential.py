@@ -257,6 +257,50 @@ def _decisions(low, up, target_radius) -> NDArray[np.int8]:
     return np.where(robust, 1, np.where(not_robust, -1, 0)).astype(np.int8)
 
 
+def _may_decide(
+    est,
+    n,
+    prediction,
+    runner_up,
+    *,
+    kind,
+    sigma,
+    target_radius,
+    alpha_robust,
+    alpha_not_robust,
+) -> NDArray[np.bool_]:
+    r"""Cheap necessary condition for every target radius to be decided.
+
+    One capital per radius and side instead of root finding, so rounds where
+    nothing can be decided cost almost nothing.  With :math:`\hat p_{I_2}`
+    the empirical frequency of the selection runner-up (a lower bound on
+    every procedure's :math:`\overline{p_B}`, and an upper bound on the lower
+    sequence of :math:`p_{I_2}`), "robust at r" needs
+    :math:`\underline{p_A} \ge m_r = \Phi(2r/\sigma + \Phi^{-1}(\hat p_{I_2}))`
+    (``multi``; :math:`m_r = \Phi(r / \sigma)` for ``mono``), hence
+    :math:`K_n(m_r) \ge 1/\alpha_{robust}` (a procedure's per-bound level is
+    at most ``alpha_robust``); "not robust at r" needs the reflected capital
+    at :math:`1 - m_r` to reach :math:`1/\alpha_{not\,robust}` (``mono``) or
+    :math:`2/\alpha_{not\,robust}` (``multi``).
+    """
+    rows = np.arange(est.shape[0])
+    k_a = est[rows, prediction][:, None]
+    if kind == "mono":
+        m_r = np.broadcast_to(
+            ndtr(target_radius / sigma)[None, :], (rows.size, target_radius.size)
+        )
+        alpha_up = alpha_not_robust
+    else:
+        p_b = est[rows, runner_up][:, None] / n
+        with np.errstate(divide="ignore"):
+            m_r = ndtr(2.0 * target_radius[None, :] / sigma + ndtri(p_b))
+        alpha_up = alpha_not_robust / 2.0
+    robust = _log_capital(k_a, n, m_r) >= -np.log(alpha_robust)
+    with np.errstate(divide="ignore"):
+        not_robust = _log_capital(n - k_a, n, 1.0 - m_r) >= -np.log(alpha_up)
+    return np.all(robust | not_robust, axis=1)
+
+
 def _run_sequential(
     draw,
     selection: NDArray,
@@ -314,10 +358,6 @@ def _run_sequential(
     runner_up = _runner_up(selection, prediction)
     decide = target_radius is not None
     decisions = np.zeros((n_inputs, 0 if not decide else target_radius.size), np.int8)
-    if decide:
-        p_star = ndtr(target_radius / sigma)
-        log_robust = -np.log(alpha_robust)
-        log_not_robust = -np.log(alpha_not_robust)
 
     previous = 0
     for round_index, target in enumerate(_schedule(n_first, n_max, batch_growth)):
@@ -332,13 +372,20 @@ def _run_sequential(
         n_used[active] = target
         last = target >= n_max
         cand = active
-        if decide and kind == "mono" and not last:
-            # Cheap screen: one capital per radius and side; the bounds (root
-            # finding) are computed only where every radius may be decided.
-            k_a = est[active, prediction[active]][:, None]
-            rob = _log_capital(k_a, target, p_star[None, :]) >= log_robust
-            nrob = _log_capital(target - k_a, target, 1.0 - p_star[None, :])
-            cand = active[np.all(rob | (nrob >= log_not_robust), axis=1)]
+        if decide and not last:
+            cand = active[
+                _may_decide(
+                    est[active],
+                    target,
+                    prediction[active],
+                    runner_up[active],
+                    kind=kind,
+                    sigma=sigma,
+                    target_radius=target_radius,
+                    alpha_robust=alpha_robust,
+                    alpha_not_robust=alpha_not_robust,
+                )
+            ]
         if cand.size == 0:
             continue
         n_cand = np.full(cand.size, target)
@@ -454,7 +501,7 @@ class SequentialCertificationResult(CertificationResult):
         )
 
     def recertify(
-        self, alpha=None, interval=None, radius=None, lipschitz=None
+        self, alpha=None, interval=None, radius=None, lipschitz=None, radius_method=None
     ) -> SequentialCertificationResult:
         """Recompute the certificates from the stored statistics.
 
@@ -471,6 +518,8 @@ class SequentialCertificationResult(CertificationResult):
             The radius formula; None keeps it.
         lipschitz : None
             Only None (Cohen's radius) is supported.
+        radius_method : None
+            Only None is supported (it concerns Lipschitz-aware radii).
 
         Returns
         -------
@@ -478,10 +527,11 @@ class SequentialCertificationResult(CertificationResult):
             ``decisions`` marks as robust every target radius the new
             certificate reaches; "not robust" decisions are kept.
         """
-        if lipschitz is not None:
+        if lipschitz is not None or radius_method is not None:
             raise ValueError(
-                "The 'lipschitz' parameter is not supported for sequential "
-                f"results; only None (Cohen's radius) is. Got {lipschitz!r} instead."
+                "The 'lipschitz' and 'radius_method' parameters are not supported "
+                "for sequential results; only None (Cohen's radius) is. Got "
+                f"{lipschitz!r} and {radius_method!r} instead."
             )
         procedure = self.interval if interval is None else _resolve_procedure(interval)
         _check_anytime(procedure, "interval")
@@ -644,12 +694,15 @@ class SequentialCertifier(BaseEstimator):
     ``alpha_robust < alpha``.  In exchange, easy inputs stop after a few
     hundred draws.
 
-    **Supported**: hard smoothing; ``TopClass``, ``Bonferroni`` and
-    ``ClassPartitioning`` with ``radius="mono"`` or ``"multi"`` (any
-    procedure with a ``binomial`` parameter whose partition depends on the
-    selection statistics only).  Soft smoothing and Lipschitz radii raise
-    an error (as in :class:`~smoothlearn.SmoothedClassifier`); the
-    confidence sequence itself already handles [0, 1]-valued scores.
+    **Supported**: hard and soft smoothing (soft: the (map, temperature)
+    of each input is chosen on the ``n0`` selection draws as in
+    :meth:`SmoothedClassifier.certify <smoothlearn.SmoothedClassifier.certify>`,
+    and the confidence sequence bounds the mean of the [0, 1]-valued scores);
+    ``TopClass``, ``Bonferroni`` and ``ClassPartitioning`` with
+    ``radius="mono"`` or ``"multi"`` (any procedure with a ``binomial``
+    parameter whose partition depends on the selection statistics only).
+    Lipschitz-aware and margin radii raise an error: they need a
+    sequential bound on the Lipschitz-aware quantities, not implemented.
 
     References
     ----------
@@ -733,6 +786,80 @@ class SequentialCertifier(BaseEstimator):
             )
         return clone(procedure).set_params(binomial=BettingConfidenceSequence())
 
+    @staticmethod
+    def _check_supported(clf) -> None:
+        if clf.radius not in ("mono", "multi"):
+            raise ValueError(
+                "SequentialCertifier supports the 'radius' kinds 'mono' and "
+                f"'multi' of SmoothedClassifier. Got {clf.radius!r} instead."
+            )
+        if getattr(clf, "lipschitz", None) is not None:
+            raise ValueError(
+                "SequentialCertifier does not support Lipschitz-aware radii yet: "
+                "the 'lipschitz' parameter of SmoothedClassifier must be None. "
+                f"Got {clf.lipschitz!r} instead."
+            )
+
+    @staticmethod
+    def _soft_selection(clf, X, root, procedure, alpha, n_max):
+        """Soft smoothing: choose (map, temperature) per input on the n0 draws.
+
+        The selection of :meth:`SmoothedClassifier.certify
+        <smoothlearn.SmoothedClassifier.certify>` (same candidates, same
+        rule, rescaled to the budget ``n_max``), reusing its helpers.
+        """
+        from .soft import (
+            _CODE,
+            _CandidateAccumulator,
+            _default_grid,
+            _LogitAdapter,
+            _PerInputScore,
+            _select_candidates,
+        )
+
+        if clf.temperature == "auto":
+            candidates = _default_grid()
+        else:
+            candidates = [(clf.simplex_map, float(clf.temperature))]
+        adapter = _LogitAdapter(clf._adapter())
+        n_inputs, n_classes = X.shape[0], len(clf.classes_)
+        acc = _CandidateAccumulator(candidates, n_inputs, n_classes, adapter.device)
+        sample_statistics(
+            adapter,
+            X,
+            clf.n0,
+            clf.sigma,
+            stage=STAGE_SELECTION,
+            seed=root,
+            batch_size=clf.batch_size,
+            score=acc,
+        )
+        sums, sums_sq = acc.sums.cpu().numpy(), acc.sums_sq.cpu().numpy()
+        chosen = np.zeros(n_inputs, dtype=np.int64)
+        if len(candidates) > 1:
+            chosen = _select_candidates(
+                sums,
+                sums_sq,
+                clf.n0,
+                n_max,
+                alpha,
+                procedure,
+                clf.radius,
+                clf.sigma,
+                None,
+                clf.radius_method,
+            )
+        rows = np.arange(n_inputs)
+        maps = np.array([m for m, _ in candidates])[chosen]
+        temps = np.array([t for _, t in candidates], dtype=np.float64)[chosen]
+        codes = np.array([_CODE[m] for m in maps], dtype=np.int64)
+
+        def score(indices):
+            # The sampler passes each row's position in X[indices].
+            return _PerInputScore(codes[indices], temps[indices], adapter.device)
+
+        return adapter, sums[chosen, rows], maps, temps, score
+
     def certify(self, X: ArrayLike) -> SequentialCertificationResult:
         """Certify every input sequentially.
 
@@ -750,6 +877,7 @@ class SequentialCertifier(BaseEstimator):
         self._validate_params()
         clf = self.estimator
         X = clf._validate_X(X)  # fitted, parameters valid, shape as at fit
+        self._check_supported(clf)
         target_radius = self._target_radius()
         alpha = float(clf.alpha if self.alpha is None else self.alpha)
         if target_radius is None:
@@ -765,17 +893,24 @@ class SequentialCertifier(BaseEstimator):
         if n_first is None:
             n_first = _first_batch(target_radius, sigma, alpha_robust, n_max)
 
-        adapter = clf._adapter()
+        soft = clf.smoothing == "soft"
         root = _root_seed(clf.random_state)
-        selection, _ = sample_statistics(
-            adapter,
-            X,
-            clf.n0,
-            sigma,
-            stage=STAGE_SELECTION,
-            seed=root,
-            batch_size=clf.batch_size,
-        )
+        if soft:
+            adapter, selection, score_map, temperature, score = self._soft_selection(
+                clf, X, root, procedure, alpha_robust, n_max
+            )
+        else:
+            adapter = clf._adapter()
+            selection, _ = sample_statistics(
+                adapter,
+                X,
+                clf.n0,
+                sigma,
+                stage=STAGE_SELECTION,
+                seed=root,
+                batch_size=clf.batch_size,
+            )
+            score_map = temperature = None
 
         def draw(indices, m, round_index):
             # A fresh estimation stream per round: seeds derived from the root
@@ -788,6 +923,7 @@ class SequentialCertifier(BaseEstimator):
                 stage=STAGE_ESTIMATION,
                 seed=_block_seed(root, 0, STAGE_ESTIMATION, round_index),
                 batch_size=clf.batch_size,
+                score=score(indices) if soft else "hard",
             )
 
         out = _run_sequential(
@@ -803,7 +939,7 @@ class SequentialCertifier(BaseEstimator):
             n_first=int(n_first),
             batch_growth=float(self.batch_growth),
             radius_tol=float(self.radius_tol),
-            soft=False,
+            soft=soft,
         )
         abst = out["abstained"]
         return SequentialCertificationResult(
@@ -816,8 +952,10 @@ class SequentialCertifier(BaseEstimator):
             abstained=abst,
             n_bounds=out["n_bounds"],
             selection=selection,
-            estimation=out["estimation"].astype(np.int64),
-            estimation_sq=out["estimation_sq"].astype(np.int64),
+            estimation=out["estimation"] if soft else out["estimation"].astype(int),
+            estimation_sq=(
+                out["estimation_sq"] if soft else out["estimation_sq"].astype(int)
+            ),
             n0=int(clf.n0),
             n=n_max,
             sigma=sigma,
@@ -827,6 +965,8 @@ class SequentialCertifier(BaseEstimator):
             smoothing=clf.smoothing,
             classes=clf.classes_,
             abstain_label=clf.abstain_label_,
+            score_map=score_map,
+            temperature=temperature,
             n_draws=out["n_draws"],
             target_radius=(np.zeros(0) if target_radius is None else target_radius),
             decisions=out["decisions"],

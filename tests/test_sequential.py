@@ -425,16 +425,34 @@ def test_certifier_parameter_validation(fitted, params, match):
         SequentialCertifier(clf, **params).certify(X)
 
 
-def test_certifier_refuses_unfitted_and_soft(linear3, blobs3):
+def test_certifier_refuses_unfitted_and_lipschitz(linear3, blobs3):
     from sklearn.exceptions import NotFittedError
 
     X, y = blobs3
     with pytest.raises(NotFittedError):
         SequentialCertifier(SmoothedClassifier(linear3)).certify(X)
-    clf = SmoothedClassifier(linear3, random_state=0).fit(X, y)
-    clf.set_params(smoothing="soft")
-    with pytest.raises(ValueError, match="soft"):
+    clf = SmoothedClassifier(linear3, smoothing="soft", random_state=0).fit(X, y)
+    clf.set_params(lipschitz=1.0)
+    with pytest.raises(ValueError, match="lipschitz"):
         SequentialCertifier(clf).certify(X)
+
+
+@pytest.mark.parametrize("temperature", [1.0, "auto"])
+def test_certifier_soft_smoothing(linear3, blobs3, temperature):
+    X, y = blobs3
+    clf = SmoothedClassifier(
+        linear3,
+        sigma=0.5,
+        smoothing="soft",
+        temperature=temperature,
+        random_state=0,
+    ).fit(X, y)
+    res = SequentialCertifier(clf, target_radius=0.25, n_max=3_000).certify(X[::12])
+    assert res.smoothing == "soft" and res.score_map.shape == (10,)
+    assert np.all(res.estimation_sq <= res.estimation + 1e-9)
+    np.testing.assert_allclose(res.estimation.sum(1), res.n_draws, rtol=1e-9)
+    assert np.any(res.decisions == 1) and np.all(res.n_draws <= 3_000)
+    np.testing.assert_allclose(res.recertify().radius, res.radius)
 
 
 def test_certifier_clones_and_prints(fitted):
@@ -459,39 +477,65 @@ def _max_failures(n_trials, rate, false_alarm=1e-4):
     return int(binom.ppf(1 - false_alarm, n_trials, rate))
 
 
+def _critical_sums(rejects, horizon, upper):
+    """Smallest sum s in [0, upper(n)] with rejects(s, n), for n = 1..horizon.
+
+    ``rejects`` must be monotone in s (true from some s on); horizon + 1
+    where it is never true.  Vectorised bisection over n.
+    """
+    n = np.arange(1, horizon + 1, dtype=float)
+    top = upper(n)
+    lo, hi = np.full(horizon, -1.0), top.copy()  # rejects(hi) or hi = top
+    never = ~rejects(top, n)
+    for _ in range(60):
+        mid = np.floor(0.5 * (lo + hi)) if upper is _counts else 0.5 * (lo + hi)
+        ok = rejects(mid, n)
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
+    return np.where(never, horizon + 1, hi)
+
+
+def _counts(n):
+    return n
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("p", [0.5, 0.9, 0.99])
 def test_time_uniform_coverage_bernoulli(p):
-    # Each of 4000 paths of 1500 Bernoulli(p) draws is checked at EVERY n: the
+    # Each of 4000 paths of 2000 Bernoulli(p) draws is checked at EVERY n: the
     # lower sequence at alpha = 0.05 may exclude p at some n on at most 5 % of
     # the paths (Ville).  Since the capital increases with k, "L_n > p" is
     # "S_n >= c_n" for a critical count c_n computed once per n.
-    alpha, n_paths, horizon = 0.05, 4000, 1500
+    alpha, n_paths, horizon = 0.05, 4000, 2000
     gen = np.random.default_rng(int(p * 1000))
-    n = np.arange(1, horizon + 1)
-    ks = np.arange(horizon + 1)
-    reject = _log_capital(ks[None, :], n[:, None], p) >= -np.log(alpha)
-    reject &= ks[None, :] <= n[:, None]
-    critical = np.where(reject.any(1), np.argmax(reject, axis=1), horizon + 1)
+    critical = _critical_sums(
+        lambda k, n: _log_capital(k, n, p) >= -np.log(alpha), horizon, _counts
+    )
     paths = np.cumsum(gen.random((n_paths, horizon)) < p, axis=1)
     fails = np.any(paths >= critical[None, :], axis=1).sum()
     assert fails <= _max_failures(n_paths, alpha)
     # Negative control: a fixed-n Clopper-Pearson bound checked at every n is
     # NOT valid under continuous monitoring; the same test catches it.
     cp = ClopperPearson()
-    cp_reject = cp.lower(np.minimum(ks[None, :], n[:, None]), n[:, None], alpha) > p
-    cp_reject &= ks[None, :] <= n[:, None]
-    cp_critical = np.where(cp_reject.any(1), np.argmax(cp_reject, axis=1), horizon + 1)
+    cp_critical = _critical_sums(
+        lambda k, n: cp.lower(np.clip(k, 0, n), n, alpha) > p, horizon, _counts
+    )
     cp_fails = np.any(paths >= cp_critical[None, :], axis=1).sum()
     assert cp_fails > 2 * _max_failures(n_paths, alpha)
 
 
 @pytest.mark.slow
 def test_time_uniform_coverage_bounded_scores():
-    # [0, 1]-valued scores with mean exactly m (Beta and two-point mixtures),
-    # checked at every n <= 400 on 2000 paths each; alpha = 0.05.
-    alpha, n_paths, horizon, m = 0.05, 2000, 400, 0.8
+    # [0, 1]-valued scores with mean exactly m (a Beta law, a two-point law,
+    # Bernoulli), 3000 paths each checked at every n <= 1000; alpha = 0.05.
+    # The capital increases with the running sum, so a critical sum per n
+    # (bisection on the real line) replaces evaluating every path.
+    alpha, n_paths, horizon, m = 0.05, 3000, 1000, 0.8
     gen = np.random.default_rng(1)
+    critical = _critical_sums(
+        lambda s, n: _log_capital(s, n, m) >= -np.log(alpha),
+        horizon,
+        lambda n: n.astype(float),
+    )
     samplers = [
         lambda size: gen.beta(4 * m, 4 * (1 - m), size=size),
         lambda size: np.where(gen.random(size) < 0.5, 0.6, 1.0),
@@ -499,8 +543,7 @@ def test_time_uniform_coverage_bounded_scores():
     ]
     for sample in samplers:
         sums = np.cumsum(sample((n_paths, horizon)), axis=1)
-        n = np.arange(1, horizon + 1)[None, :]
-        fails = np.any(_log_capital(sums, n, m) >= -np.log(alpha), axis=1).sum()
+        fails = np.any(sums >= critical[None, :], axis=1).sum()
         assert fails <= _max_failures(n_paths, alpha)
 
 
@@ -509,9 +552,9 @@ def test_time_uniform_coverage_bounded_scores():
 def test_decisions_at_the_threshold_are_rarely_wrong(kind):
     # True probabilities exactly at the decision boundary: every decision is
     # wrong there, so the rate of decisions estimates the error rate.  alpha =
-    # 0.1 split 0.05 / 0.05; 3000 inputs, budget 3000 draws each.
+    # 0.1 split 0.05 / 0.05; 2000 inputs, budget 2000 draws each.
     gen = np.random.default_rng(7)
-    sigma, r, alpha, n_inputs = 0.5, 0.25, 0.1, 3000
+    sigma, r, alpha, n_inputs = 0.5, 0.25, 0.1, 2000
     if kind == "mono":
         p_star = ndtr(r / sigma)
         probs = np.tile([p_star, 1 - p_star], (n_inputs, 1))
@@ -531,7 +574,7 @@ def test_decisions_at_the_threshold_are_rarely_wrong(kind):
         kind=kind,
         sigma=sigma,
         alpha=alpha,
-        n_max=3000,
+        n_max=2000,
         selection=selection,
     )
     robust = (out["decisions"][:, 0] == 1).sum()
