@@ -1,0 +1,43 @@
+"""scikit-learn's common estimator checks on SmoothedClassifier."""
+
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from smoothlearn import SmoothedClassifier
+
+
+def _estimators():
+    # Fast checking parameters: few draws, a permissive alpha so that PREDICT
+    # answers on clear-cut points, and a fixed random_state.
+    return [
+        SmoothedClassifier(
+            LogisticRegression(),
+            n0=10,
+            n=64,
+            alpha=0.01,
+            batch_size=4096,
+            random_state=0,
+        )
+    ]
+
+
+def _expected_failed_checks(estimator):
+    position = (
+        "the Monte-Carlo noise of an input is seeded by its position in X (so that "
+        "batch sizes and chunks give identical results); a permuted or subset X "
+        "draws other noise, so near-boundary predictions may differ"
+    )
+    return {
+        "check_classifiers_train": (
+            "predict is Cohen's PREDICT: it abstains (-1) where the binomial test "
+            "cannot separate the two top classes, so it differs from the argmax of "
+            "predict_proba on those inputs"
+        ),
+        "check_methods_sample_order_invariance": position,
+        "check_methods_subset_invariance": position,
+    }
+
+
+@parametrize_with_checks(_estimators(), expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
