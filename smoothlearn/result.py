@@ -24,7 +24,7 @@ from ._validation import check_kind, check_scalar_alpha
 from .intervals import IntervalEstimator, MultiClassProcedure
 from .intervals import _registry as _interval_registry
 from .radius import abstained as _abstained
-from .radius import gaussian_radius, lipschitz_radius, margin_radius
+from .radius import gaussian_radius
 
 __all__ = ["CertificationResult"]
 
@@ -462,6 +462,9 @@ class CertificationResult:
         pA = np.asarray(bounds.pA_lower, dtype=np.float64)
         pB = np.asarray(bounds.pB_upper, dtype=np.float64)
         abst = np.asarray(_abstained(pA, pB, proc_kind), dtype=bool).reshape(pA.shape)
+        if kind == "margin" or L is not None:
+            # helper B's radius functions (imported here, used only by soft radii)
+            from .radius import lipschitz_radius, margin_radius
         if kind == "margin":
             rad = margin_radius(pA, pB, sigma_f)
         elif L is None:
