@@ -1,0 +1,382 @@
+"""Certification over many workers, with checkpoints: :func:`gather_statistics`.
+
+Certification is embarrassingly parallel over inputs.  :func:`gather_statistics`
+splits ``X`` into chunks of consecutive inputs, computes each chunk's
+statistics with :func:`~smoothlearn.sampling.sample_statistics` (passing the
+chunk's position as ``input_offset``, so every input keeps its own noise
+stream) and runs the chunks through scikit-learn's
+:class:`~sklearn.utils.parallel.Parallel`.  The result is therefore identical
+to a serial run whatever the number of workers or the joblib backend, e.g. a
+Dask cluster through ``joblib.parallel_config(backend="dask")``.
+
+With ``checkpoint=path``, the statistics of every finished chunk are written
+atomically to ``path`` as they arrive (see :mod:`smoothlearn._checkpoint`); the
+same call resumes a killed run, computing only the chunks not yet stored, and
+a checkpoint written by a different run (other data, model, noise level,
+seed, number of draws...) is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from os import PathLike
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._checkpoint import _Checkpoint, fingerprint_array, fingerprint_model
+from .sampling import sample_statistics
+
+__all__ = ["gather_statistics"]
+
+#: Upper bound on the noisy samples of one chunk when checkpointing: what a
+#: killed run can lose (about 1000 forward batches of 1024).
+_CHECKPOINT_DRAWS = 2**20
+
+#: Chunks per worker when running in parallel (load balancing).
+_CHUNKS_PER_WORKER = 4
+
+
+def _check_stages(stages, checkpoint) -> list[tuple[int, int, object, object]]:
+    """Normalise ``stages`` to ``(stage, n_draws, score, score_key)`` tuples."""
+    if isinstance(stages, str | bytes) or not isinstance(stages, Sequence):
+        raise ValueError(
+            "The 'stages' parameter must be a list of (stage, n_draws, score) "
+            f"tuples. Got {stages!r} instead."
+        )
+    if len(stages) == 0:
+        raise ValueError("The 'stages' parameter must hold at least one stage.")
+    out, seen = [], set()
+    for item in stages:
+        if not isinstance(item, tuple | list) or len(item) not in (3, 4):
+            raise ValueError(
+                "The 'stages' parameter must hold (stage, n_draws, score) or "
+                f"(stage, n_draws, score, score_key) tuples. Got {item!r} instead."
+            )
+        stage, n_draws, score = item[:3]
+        key = item[3] if len(item) == 4 else None
+        for value, name in ((stage, "stage"), (n_draws, "n_draws")):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ValueError(
+                    f"The {name!r} of each stage must be an int. Got {value!r} instead."
+                )
+        if not 0 <= stage <= 3:
+            raise ValueError(f"The 'stage' must be in {{0, 1, 2, 3}}. Got {stage}.")
+        if stage in seen:
+            raise ValueError(f"The 'stages' parameter lists stage {stage} twice.")
+        seen.add(stage)
+        if n_draws < 1:
+            raise ValueError(
+                f"The 'n_draws' of each stage must be >= 1. Got {n_draws} instead."
+            )
+        if isinstance(score, str):
+            if score != "hard":
+                raise ValueError(
+                    "The 'score' of each stage must be 'hard' or a callable. Got "
+                    f"{score!r} instead."
+                )
+            key = "hard"
+        elif not callable(score):
+            raise ValueError(
+                "The 'score' of each stage must be 'hard' or a callable. Got "
+                f"{score!r} instead."
+            )
+        elif checkpoint is not None and key is None:
+            raise ValueError(
+                "A stage with a callable 'score' needs a 'score_key' (a JSON value "
+                "describing the score map, e.g. {'map': 'softmax', 'temperature': "
+                "0.5}) to be checkpointed: pass (stage, n_draws, score, score_key)."
+            )
+        out.append((int(stage), int(n_draws), score, key))
+    return out
+
+
+def _chunk_bounds(n_inputs: int, chunk_size: int) -> NDArray[np.int64]:
+    bounds = np.arange(0, n_inputs, chunk_size, dtype=np.int64)
+    return np.append(bounds, np.int64(n_inputs))
+
+
+def _default_chunk_size(
+    n_inputs: int, draws_per_input: int, n_workers: int, checkpoint: bool
+) -> int:
+    """One chunk when serial; a few per worker in parallel; bounded when saved."""
+    size = n_inputs
+    if n_workers > 1:
+        size = math.ceil(n_inputs / (_CHUNKS_PER_WORKER * n_workers))
+    if checkpoint:
+        size = min(size, _CHECKPOINT_DRAWS // draws_per_input)
+    return max(1, size)
+
+
+def _compute_chunk(
+    adapter, X, start, stop, stages, sigma, seed, batch_size, progress, tag=None
+):
+    """Statistics of inputs ``start:stop`` for every stage (runs in a worker).
+
+    Returns the dict ``stage -> (sums, sums_sq)``, or ``(tag, dict)`` when a
+    ``tag`` is given (to recognise results that arrive out of order).
+    """
+    # A private copy: a memory-mapped, read-only X would make torch warn.
+    chunk = np.array(X[start:stop])
+    out = {}
+    for i, (stage, n_draws, score, _) in enumerate(stages):
+        last = i == len(stages) - 1
+        out[stage] = sample_statistics(
+            adapter,
+            chunk,
+            n_draws,
+            sigma,
+            stage=stage,
+            seed=seed,
+            batch_size=batch_size,
+            score=score,
+            input_offset=start,
+            progress=progress if last else None,
+        )
+    return out if tag is None else (tag, out)
+
+
+def gather_statistics(
+    adapter,
+    X: NDArray,
+    *,
+    stages: Sequence[tuple],
+    sigma: float,
+    seed: int,
+    batch_size: int = 1024,
+    n_jobs: int | None = None,
+    chunk_size: int | None = None,
+    checkpoint: str | PathLike | None = None,
+    checkpoint_meta: dict | None = None,
+    seed_from_checkpoint: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> dict[int, tuple[NDArray, NDArray]]:
+    r"""Monte-Carlo statistics of many inputs, in parallel and checkpointed.
+
+    Parameters
+    ----------
+    adapter : _BaseAdapter
+        The base model (see :mod:`smoothlearn.models`); it is pickled to the
+        workers of a process-based backend.
+    X : ndarray of shape (n_inputs, \*input_shape)
+        The inputs (validated by the caller).
+    stages : list of tuple
+        ``(stage, n_draws, score)`` or ``(stage, n_draws, score, score_key)``
+        per sampling stage (e.g. selection with ``n0`` draws, then estimation
+        with ``n`` draws); ``score`` is ``"hard"`` or a callable as in
+        :func:`~smoothlearn.sampling.sample_statistics`, and ``score_key`` a
+        JSON value describing a callable score (required with a checkpoint).
+    sigma : float
+        Standard deviation of the noise, > 0.
+    seed : int
+        Root seed (from :func:`~smoothlearn.sampling._root_seed`).
+    batch_size : int, default=1024
+        Noisy samples per forward pass; does not change the result.
+    n_jobs : int, default=None
+        Number of joblib workers; None means 1 unless inside a
+        :func:`joblib.parallel_config` context, -1 all processors.  Under
+        ``joblib.parallel_config(backend="dask")`` the chunks run on the Dask
+        cluster.  Does not change the result.
+    chunk_size : int, default=None
+        Inputs per chunk.  None: all inputs in one chunk when serial without
+        checkpoint, else about four chunks per worker, and with a checkpoint
+        at most ``2**20`` noisy samples per chunk (the most a killed run
+        loses).  An existing checkpoint keeps its own chunks.  Does not
+        change the result.
+    checkpoint : str or path-like, default=None
+        File (``.npz``, used as given) holding the statistics of the finished
+        chunks, rewritten atomically after each one.  If it exists, the run
+        resumes from it: stored chunks are not recomputed.  The file is kept
+        at the end, so the same call again returns the stored statistics
+        without a forward pass; delete it to recompute.  One run per file at
+        a time.
+    checkpoint_meta : dict, default=None
+        JSON-serialisable parameters that determine the statistics beyond
+        ``X``, the model, ``sigma``, ``seed`` and the stages (e.g.
+        ``{"smoothing": "hard"}``); a checkpoint with other values is
+        refused.  Parameters that only act after sampling (``alpha``, the
+        interval, the radius) must not be listed, so they can change on
+        resume.
+    seed_from_checkpoint : bool, default=False
+        Use the seed stored in an existing checkpoint instead of ``seed`` (for
+        ``random_state=None``: the resumed run continues the same noise).
+    progress : callable, default=None
+        Called with the number of inputs newly completed (all stages).
+
+    Returns
+    -------
+    statistics : dict of int to (sums, sums_sq)
+        Per stage, arrays of shape ``(n_inputs, n_classes)``: int64 counts
+        (``sums_sq`` a copy) for ``"hard"``, float64 sums otherwise.
+
+    Raises
+    ------
+    ValueError
+        If the checkpoint was written by a different run (the message lists
+        what differs) or is not a readable checkpoint.
+
+    Notes
+    -----
+    The noise of input ``i`` depends on ``(seed, i, stage)`` only (see
+    :mod:`smoothlearn.sampling`), so the chunking, the workers, their order
+    of completion and interruptions do not change the statistics, provided
+    the model computes each row of a batch independently of the others.
+    The checkpoint fingerprint covers the bytes, shape and dtype of ``X``,
+    a hash of the model (its ``state_dict``, or :func:`joblib.hash` of a
+    scikit-learn estimator), the adapter's device type and dtype,
+    ``sigma``, ``seed``, ``checkpoint_meta`` and, per stage, ``n_draws`` and
+    the score; ``batch_size``, ``n_jobs`` and ``chunk_size`` may change
+    between the killed run and its resumption.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from smoothlearn.models import _TorchAdapter
+    >>> from smoothlearn._parallel import gather_statistics
+    >>> from smoothlearn.sampling import sample_statistics
+    >>> adapter = _TorchAdapter(torch.nn.Linear(2, 3), 3)
+    >>> X = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    >>> stats = gather_statistics(adapter, X, stages=[(0, 10, "hard"),
+    ...     (1, 100, "hard")], sigma=0.5, seed=7, chunk_size=2)
+    >>> serial, _ = sample_statistics(adapter, X, 100, 0.5, stage=1, seed=7)
+    >>> bool((stats[1][0] == serial).all())
+    True
+    """
+    from sklearn.utils.parallel import Parallel, delayed
+
+    specs = _check_stages(stages, checkpoint)
+    if chunk_size is not None and (
+        not isinstance(chunk_size, numbers.Integral)
+        or isinstance(chunk_size, bool)
+        or chunk_size < 1
+    ):
+        raise ValueError(
+            "The 'chunk_size' parameter must be an int >= 1 or None. Got "
+            f"{chunk_size!r} instead."
+        )
+    if checkpoint is not None and not isinstance(checkpoint, str | PathLike):
+        raise ValueError(
+            "The 'checkpoint' parameter must be a file path (str or path-like) or "
+            f"None. Got {checkpoint!r} instead."
+        )
+    X = np.asarray(X)
+    if X.ndim < 1:
+        raise ValueError("The 'X' parameter must have shape (n_inputs, ...).")
+    n_inputs = int(X.shape[0])
+    n_classes = int(adapter.n_classes)
+    draws_per_input = sum(n_draws for _, n_draws, _, _ in specs)
+
+    # The inputs' noise does not depend on the worker count, so neither do
+    # the statistics; the count only shapes the chunks.
+    from joblib import effective_n_jobs
+
+    n_workers = effective_n_jobs(n_jobs)
+    if chunk_size is None:
+        chunk_size = _default_chunk_size(
+            n_inputs, draws_per_input, n_workers, checkpoint is not None
+        )
+    bounds = _chunk_bounds(n_inputs, int(chunk_size))
+
+    ckpt = None
+    if checkpoint is not None:
+        fingerprint = {
+            "X": fingerprint_array(X),
+            "model": fingerprint_model(adapter),
+            "device": str(getattr(adapter.device, "type", adapter.device)),
+            "dtype": str(adapter.dtype),
+            "sigma": float(sigma),
+            "seed": int(seed),
+            "meta": checkpoint_meta if checkpoint_meta is not None else {},
+        }
+        stage_specs = {
+            stage: {"n_draws": n_draws, "score": key, "hard": isinstance(score, str)}
+            for stage, n_draws, score, key in specs
+        }
+        ckpt = _Checkpoint.open(
+            checkpoint,
+            fingerprint=fingerprint,
+            stages=stage_specs,
+            n_classes=n_classes,
+            n_inputs=n_inputs,
+            bounds=bounds,
+            seed_from_checkpoint=seed_from_checkpoint,
+        )
+        ckpt.remove_stale_temporaries()
+        bounds = ckpt.bounds
+        seed = ckpt.seed
+
+    n_chunks = len(bounds) - 1
+    results: dict[int, tuple[NDArray, NDArray | None]] = {}
+    for stage, _, score, _ in specs:
+        if ckpt is not None:
+            sums, sums_sq = ckpt.statistics(stage)
+        else:
+            dtype = np.int64 if isinstance(score, str) else np.float64
+            sums = np.zeros((n_inputs, n_classes), dtype=dtype)
+            sums_sq = sums.copy()
+        results[stage] = (sums, None if isinstance(score, str) else sums_sq)
+
+    # The chunks still to compute, each with the stages it still needs.
+    todo: list[tuple[int, list]] = []
+    finished = 0
+    for c in range(n_chunks):
+        need = [spec for spec in specs if ckpt is None or not ckpt.done(spec[0])[c]]
+        if need:
+            todo.append((c, need))
+        else:
+            finished += int(bounds[c + 1] - bounds[c])
+    if finished and progress is not None:
+        progress(finished)
+
+    def store(c: int, stats: dict) -> None:
+        start, stop = bounds[c], bounds[c + 1]
+        for stage, (sums, sums_sq) in stats.items():
+            results[stage][0][start:stop] = sums
+            if results[stage][1] is not None:
+                results[stage][1][start:stop] = sums_sq
+        if ckpt is not None:
+            ckpt.record(c, stats)
+
+    if n_workers == 1 or len(todo) <= 1:
+        for c, need in todo:
+            stats = _compute_chunk(
+                adapter,
+                X,
+                int(bounds[c]),
+                int(bounds[c + 1]),
+                need,
+                sigma,
+                seed,
+                batch_size,
+                progress,
+            )
+            store(c, stats)
+    else:
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        calls = (
+            delayed(_compute_chunk)(
+                adapter,
+                X,
+                int(bounds[c]),
+                int(bounds[c + 1]),
+                need,
+                sigma,
+                seed,
+                batch_size,
+                None,
+                c,
+            )
+            for c, need in todo
+        )
+        # Results arrive in completion order, each tagged with its chunk.
+        for c, stats in parallel(calls):
+            store(c, stats)
+            if progress is not None:
+                progress(int(bounds[c + 1] - bounds[c]))
+
+    return {
+        stage: (sums, sums.copy() if sums_sq is None else sums_sq)
+        for stage, (sums, sums_sq) in results.items()
+    }
