@@ -90,3 +90,50 @@ def tiny_net():
         return NeuralNetClassifier(**params)
 
     return make
+
+
+class IntervalClassifier(torch.nn.Module):
+    """Classes along one direction: class k where t_k <= w.x < t_{k+1}.
+
+    Its smoothed class probabilities are analytic: with u = w.x / ||w||,
+    ``P(class k) = Phi((t'_{k+1} - u) / sigma) - Phi((t'_k - u) / sigma)``,
+    ``t' = t / ||w||``, so the true robust radius of the smoothed classifier
+    is known (a test oracle for soundness).  Logit k is
+    ``min(s - t_k, t_{k+1} - s)`` with ``s = w.x``, positive only for the
+    true interval.
+    """
+
+    def __init__(self, w, thresholds):
+        super().__init__()
+        self.register_buffer("w", torch.as_tensor(np.asarray(w), dtype=torch.float32))
+        t = torch.as_tensor(np.asarray(thresholds), dtype=torch.float32)
+        inf = torch.tensor([float("inf")])
+        self.register_buffer("lo", torch.cat([-inf, t]))
+        self.register_buffer("hi", torch.cat([t, inf]))
+
+    def forward(self, X):
+        s = X.reshape(X.shape[0], -1) @ self.w
+        return torch.minimum(s[:, None] - self.lo, self.hi - s[:, None])
+
+
+class DigitsCNN(torch.nn.Module):
+    """Small CNN for 8x8 digits: two 3x3 convolutions, max-pool, two dense layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 16, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 32, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+        )
+        self.head = torch.nn.Sequential(
+            torch.nn.Flatten(),
+            torch.nn.Linear(32 * 4 * 4, 64),
+            torch.nn.ReLU(),
+            torch.nn.Linear(64, 10),
+        )
+
+    def forward(self, X):
+        return self.head(self.features(X))

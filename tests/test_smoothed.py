@@ -5,8 +5,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import IntervalClassifier
 from scipy.special import ndtri
-from scipy.stats import binomtest
+from scipy.stats import binom, binomtest, norm
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -406,3 +407,103 @@ def test_linear_svc_without_predict_proba_works():
     y = (X[:, 0] > 0).astype(int)
     clf = SmoothedClassifier(LinearSVC(), **FAST).fit(X, y)
     assert clf.certify(X[:3]).n_inputs == 3
+
+
+# ---------------------------------------------------------------------------
+# Soundness on a base classifier whose smoothed classifier is known exactly
+# ---------------------------------------------------------------------------
+def _smoothed_probabilities(u, thresholds, sigma):
+    """P(class k) of IntervalClassifier at projection u (one row per u)."""
+    edges = np.r_[-np.inf, thresholds, np.inf]
+    return np.diff(norm.cdf((edges[None, :] - np.asarray(u)[:, None]) / sigma), axis=1)
+
+
+def _failures(res, u, thresholds, sigma, step=1e-4):
+    """Certificates that are wrong: wrong class, or radius beyond the true one.
+
+    The smoothed classifier depends on u = w.x only (||w|| = 1), so its true
+    robust radius at x is the distance from u to the nearest u' where the
+    argmax of the analytic probabilities changes; boundaries are located on a
+    grid of the given step and only violations beyond one step are counted.
+    """
+    grid = np.arange(-6.0, 6.0, step)
+    g_grid = _smoothed_probabilities(grid, thresholds, sigma).argmax(1)
+    change = np.flatnonzero(g_grid[1:] != g_grid[:-1])
+    boundaries = (grid[change] + grid[change + 1]) / 2
+    g = _smoothed_probabilities(u, thresholds, sigma).argmax(1)
+    dist = np.abs(u[:, None] - boundaries[None, :]).min(1)
+    wrong = (res.prediction != g) | (res.radius > dist + step)
+    return ~res.abstained & wrong
+
+
+SOUNDNESS_CASES = [
+    ([0.2], None, "mono"),  # binary linear classifier, Cohen's CERTIFY
+    ([-1.0, -0.3, 0.3, 1.0], None, "mono"),
+    ([-1.0, -0.3, 0.3, 1.0], "bonferroni", "multi"),
+    ([-1.0, -0.3, 0.3, 1.0], "cpm", "multi"),
+]
+
+
+def _bound_failures(res, u, thresholds, sigma):
+    """Inputs whose bounds miss: pA_lower > p_A or pB_upper < max_{c != A} p_c."""
+    p = _smoothed_probabilities(u, thresholds, sigma)
+    rows = np.arange(len(u))
+    chosen = res.selection.argmax(1)  # every procedure here picks the top class
+    p_a = p[rows, chosen]
+    p_other = p.copy()
+    p_other[rows, chosen] = -np.inf
+    return (res.pA_lower > p_a) | (res.pB_upper < p_other.max(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("thresholds, interval, radius", SOUNDNESS_CASES)
+def test_certificates_are_sound(thresholds, interval, radius):
+    """Wrong certificates and missed bounds are no more frequent than alpha allows.
+
+    Base classifier: class k where t_k <= w.x < t_{k+1} (linear boundaries),
+    whose smoothed probabilities are Phi-differences, so both the true class
+    probabilities and the true robust radius of the smoothed classifier are
+    known.  Each input's statement fails with probability <= alpha
+    independently of the others (own noise streams), so the number of
+    failures F over m inputs is stochastically below Binomial(m, alpha); each
+    check fails when P(Binomial(m, alpha) >= F) < 1e-3, so this test's
+    false-alarm rate is at most 2e-3.  alpha = 0.05 and n = 200 keep failures
+    observable: on the same statistics, a procedure spending 10 * alpha is
+    caught (shown for the bounds, and for the radius of the binary case where
+    Cohen's radius is exact).
+    """
+    sigma, alpha, m = 0.5, 0.05, 3000
+    w = np.array([0.6, 0.8])  # unit norm
+    rng = np.random.default_rng(12)
+    u = rng.uniform(-2.0, 2.0, m)
+    orth = np.array([-0.8, 0.6])
+    X = (u[:, None] * w + rng.normal(size=(m, 1)) * orth).astype(np.float32)
+    u_x = X.astype(np.float64) @ w
+    model = IntervalClassifier(w, thresholds)
+    y = np.searchsorted(thresholds, u_x)
+    clf = SmoothedClassifier(
+        model,
+        sigma=sigma,
+        n0=20,
+        n=200,
+        alpha=alpha,
+        interval=interval,
+        radius=radius,
+        batch_size=8192,
+        random_state=0,
+    ).fit(X, y)
+    res = clf.certify(X)
+    assert (~res.abstained).mean() > 0.3  # the certificates say something
+
+    def too_many(n_fail):
+        return binom.sf(n_fail - 1, m, alpha) < 1e-3
+
+    n_wrong = int(_failures(res, u_x, thresholds, sigma).sum())
+    n_missed = int(_bound_failures(res, u_x, thresholds, sigma).sum())
+    assert not too_many(n_wrong), n_wrong
+    assert not too_many(n_missed), n_missed
+    # power: spending 10 * alpha is caught by the same checks
+    loose = res.recertify(alpha=10 * alpha)
+    assert too_many(int(_bound_failures(loose, u_x, thresholds, sigma).sum()))
+    if len(thresholds) == 1:
+        assert too_many(int(_failures(loose, u_x, thresholds, sigma).sum()))
