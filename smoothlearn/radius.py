@@ -612,12 +612,17 @@ def lipschitz_radius(
     :math:`\int dp/g(p) = -\Delta s_0`; comparing with this ODE, the score of
     class A stays above 1/2 (mono), or above every other class (multi), up to
     :math:`R^*`.  The bound is attained by the ramp, so :math:`R^*` is tight
-    given ``(pA_lower, L)``.  The paper's form evaluates the local constant
+    given ``(pA_lower, L)``, and it is nondecreasing in ``pA_lower``.  The
+    paper's form evaluates the local constant
     at ``x`` only (radius ``rho = 0`` in the paper); it is sound because
     ``G`` is nondecreasing in ``|p - 1/2|``, which gives
     ``R_paper <= R*`` (checked numerically on a dense grid in the test-suite;
     not proved here).  Both tend to Cohen's radius as ``L sigma -> inf``
-    (``inf`` is exact) and both are >= it, since ``G <= 1/sigma``.  When
+    (``inf`` is exact) and both are >= it, since ``G <= 1/sigma``.  For
+    ``L sigma`` below about 0.07 the paper's form is not monotone in
+    ``pA_lower`` (it tends to
+    :math:`\Phi^{-1}(p)\varphi(\Phi^{-1}(p))/L` as ``L sigma -> 0``, while the
+    envelope form tends to ``(pA_lower - 1/2)/L``).  When
     ``pB_upper > 1/2`` (possible only when ``pA_lower + pB_upper > 1``) the
     paper's multi formula can fall below Cohen's; Cohen's radius is valid
     too, so the larger of the two is returned.  For scores on the simplex,
@@ -637,10 +642,10 @@ def lipschitz_radius(
     >>> round(float(gaussian_radius(0.9, sigma=0.5, kind="mono")), 4)
     0.6408
     >>> round(float(lipschitz_radius(0.9, sigma=0.5, L=1.0, kind="mono")), 4)
-    0.7334
+    0.7327
     >>> round(float(lipschitz_radius(0.9, sigma=0.5, L=1.0, kind="mono",
     ...                              method="envelope")), 4)
-    0.7427
+    0.7431
     """
     pA, pB, kind = _check_bounds(pA_lower, pB_upper, kind)
     method = _check_method(method)
@@ -772,7 +777,7 @@ def margin_radius(
     --------
     >>> from smoothlearn.radius import margin_radius
     >>> round(float(margin_radius(0.9, 0.05, sigma=0.5)), 6)
-    0.532624
+    0.532659
     """
     pA, pB, _ = _check_bounds(pA_lower, pB_upper, "multi")
     sigma = _check_sigma(sigma)
