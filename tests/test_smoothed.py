@@ -327,8 +327,9 @@ def test_progress_bar_only_when_verbose(linear3, blobs3, capsys):
         (dict(interval="cohen"), "'interval' parameter.*'cpm'"),
         (dict(radius="max"), "'radius' parameter"),
         (dict(batch_size=0), "'batch_size' parameter"),
-        (dict(smoothing="soft"), "not supported yet"),
-        (dict(lipschitz=1.0), "not supported yet"),
+        (dict(smoothing="fuzzy"), "'smoothing' parameter"),
+        (dict(lipschitz=1.0), "'lipschitz' parameter.*hard counts"),
+        (dict(smoothing="soft", lipschitz=-1.0), "'lipschitz' parameter"),
     ],
 )
 def test_bad_parameters_name_the_parameter(params, match):
