@@ -945,17 +945,21 @@ def _encode(y: NDArray, classes: NDArray) -> NDArray[np.int64]:
 
 def _call_lipschitz_estimator(estimator, module) -> float:
     """The logits' Lipschitz bound from a guaranteed ``LipschitzEstimator``."""
-    for name in ("logit_constant", "lipschitz_constant", "estimate"):
-        method = getattr(estimator, name, None)
-        if callable(method):
-            value = float(np.max(np.asarray(method(module), dtype=np.float64)))
-            break
-    else:
+    if not getattr(estimator, "guaranteed", False):
+        raise ValueError(
+            "The 'lipschitz' parameter of SmoothedClassifier must give a "
+            f"guaranteed upper bound to enter a certificate; {estimator!r} "
+            "only estimates the constant (guaranteed=False). Use "
+            "SpectralProductLipschitz or ConstantLipschitz."
+        )
+    method = getattr(estimator, "logit_constant", None)
+    if not callable(method):
         raise ValueError(
             "The 'lipschitz' parameter of SmoothedClassifier must be a "
             "LipschitzEstimator or a float > 0. Got "
             f"{estimator!r} instead."
         )
+    value = float(np.max(np.asarray(method(module), dtype=np.float64)))
     if not value > 0:
         raise ValueError(
             f"The 'lipschitz' estimator returned {value!r}; a bound > 0 is needed."
