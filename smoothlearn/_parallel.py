@@ -93,6 +93,34 @@ def _check_stages(stages, checkpoint) -> list[tuple[int, int, object, object]]:
     return out
 
 
+class _AdapterBox:
+    """The adapter, sized like its model so joblib's Dask backend scatters it once.
+
+    joblib's Dask backend sends an argument to the workers once per call
+    (instead of once per task) when Dask's ``sizeof`` exceeds 1 kB; for a
+    plain object that is ``sys.getsizeof``, i.e. ``__sizeof__``, which for an
+    adapter would not count the model's weights.
+    """
+
+    def __init__(self, adapter):
+        self.adapter = adapter
+        self.nbytes = _model_nbytes(adapter)
+
+    def __sizeof__(self) -> int:
+        return self.nbytes
+
+
+def _model_nbytes(adapter) -> int:
+    module = getattr(adapter, "module", None)
+    try:
+        return (
+            int(sum(t.numel() * t.element_size() for t in module.state_dict().values()))
+            + 10**4
+        )
+    except Exception:  # not a torch model: any size above joblib's threshold
+        return 10**4
+
+
 def _chunk_bounds(n_inputs: int, chunk_size: int) -> NDArray[np.int64]:
     bounds = np.arange(0, n_inputs, chunk_size, dtype=np.int64)
     return np.append(bounds, np.int64(n_inputs))
@@ -118,6 +146,8 @@ def _compute_chunk(
     Returns the dict ``stage -> (sums, sums_sq)``, or ``(tag, dict)`` when a
     ``tag`` is given (to recognise results that arrive out of order).
     """
+    if isinstance(adapter, _AdapterBox):
+        adapter = adapter.adapter
     # A private copy: a memory-mapped, read-only X would make torch warn.
     chunk = np.array(X[start:stop])
     out = {}
@@ -339,42 +369,46 @@ def gather_statistics(
         if ckpt is not None:
             ckpt.record(c, stats)
 
-    if n_workers == 1 or len(todo) <= 1:
-        for c, need in todo:
-            stats = _compute_chunk(
-                adapter,
-                X,
-                int(bounds[c]),
-                int(bounds[c + 1]),
-                need,
-                sigma,
-                seed,
-                batch_size,
-                progress,
+    # Eval mode for the whole run: workers receive (or, with threads, share)
+    # a model already in eval mode, so no worker restores another's state.
+    with adapter.evaluating():
+        if n_workers == 1 or len(todo) <= 1:
+            for c, need in todo:
+                stats = _compute_chunk(
+                    adapter,
+                    X,
+                    int(bounds[c]),
+                    int(bounds[c + 1]),
+                    need,
+                    sigma,
+                    seed,
+                    batch_size,
+                    progress,
+                )
+                store(c, stats)
+        else:
+            box = _AdapterBox(adapter)
+            parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+            calls = (
+                delayed(_compute_chunk)(
+                    box,
+                    X,
+                    int(bounds[c]),
+                    int(bounds[c + 1]),
+                    need,
+                    sigma,
+                    seed,
+                    batch_size,
+                    None,
+                    c,
+                )
+                for c, need in todo
             )
-            store(c, stats)
-    else:
-        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        calls = (
-            delayed(_compute_chunk)(
-                adapter,
-                X,
-                int(bounds[c]),
-                int(bounds[c + 1]),
-                need,
-                sigma,
-                seed,
-                batch_size,
-                None,
-                c,
-            )
-            for c, need in todo
-        )
-        # Results arrive in completion order, each tagged with its chunk.
-        for c, stats in parallel(calls):
-            store(c, stats)
-            if progress is not None:
-                progress(int(bounds[c + 1] - bounds[c]))
+            # Results arrive in completion order, each tagged with its chunk.
+            for c, stats in parallel(calls):
+                store(c, stats)
+                if progress is not None:
+                    progress(int(bounds[c + 1] - bounds[c]))
 
     return {
         stage: (sums, sums.copy() if sums_sq is None else sums_sq)

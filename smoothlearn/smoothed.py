@@ -172,8 +172,13 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         The base model's own randomness (weight init, shuffling) follows the
         base model's settings.
     n_jobs : int, default=None
-        Reserved for parallel certification over inputs; computations
-        currently run in the calling process (torch uses its own threads).
+        Number of joblib workers over which :meth:`certify`, :meth:`predict`
+        and :meth:`predict_proba` split the inputs (hard smoothing; soft
+        certification runs in the calling process).  None means 1 unless
+        inside a :func:`joblib.parallel_config` context, -1 all processors;
+        under ``joblib.parallel_config(backend="dask")`` the chunks run on
+        the Dask cluster.  The noise of an input depends on its position and
+        the seed only, so results are identical to a serial run.
     verbose : int, default=0
         Show a tqdm progress bar over inputs when > 0 (needs tqdm).
 
@@ -342,6 +347,22 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     # ------------------------------------------------------------------
     def _check_params(self) -> None:
         """Relations and reserved values the constraints cannot express."""
+        for name in ("sigma", "n0", "n", "batch_size"):
+            # scikit-learn's Interval takes bools for numbers; a flag is a typo
+            if isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(
+                    f"The {name!r} parameter of SmoothedClassifier must be a "
+                    f"number, not a bool. Got {getattr(self, name)!r} instead."
+                )
+        if isinstance(self.device, str):
+            try:
+                torch.device(self.device)
+            except RuntimeError as exc:
+                raise ValueError(
+                    "The 'device' parameter of SmoothedClassifier must be None, a "
+                    "torch.device or a device string such as 'cpu' or 'cuda:0'. "
+                    f"Got {self.device!r} instead."
+                ) from exc
         if not math.isfinite(self.sigma):
             raise ValueError(
                 "The 'sigma' parameter of SmoothedClassifier must be a float in the "
@@ -666,23 +687,28 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             ) from exc
         return tqdm(total=total, desc=desc, unit="input")
 
-    def _statistics(self, X, n_draws, stage, root, bar):
-        return sample_statistics(
-            self._adapter(),
-            X,
-            n_draws,
-            self.sigma,
-            stage=stage,
-            seed=root,
-            batch_size=self.batch_size,
-            progress=None if bar is None else bar.update,
-        )
+    def _gather(self, X, stages, desc, checkpoint=None):
+        """Hard counts of every stage, over ``n_jobs`` workers, checkpointed."""
+        from ._parallel import gather_statistics
+
+        with self._progress(X.shape[0], desc) as bar:
+            return gather_statistics(
+                self._adapter(),
+                X,
+                stages=[(stage, n_draws, "hard") for stage, n_draws in stages],
+                sigma=self.sigma,
+                seed=_root_seed(self.random_state),
+                batch_size=self.batch_size,
+                n_jobs=self.n_jobs,
+                checkpoint=checkpoint,
+                checkpoint_meta={"smoothing": "hard"},
+                seed_from_checkpoint=self.random_state is None,
+                progress=None if bar is None else bar.update,
+            )
 
     def _predict_counts(self, X) -> NDArray[np.int64]:
-        root = _root_seed(self.random_state)
-        with self._progress(X.shape[0], "predict") as bar:
-            counts, _ = self._statistics(X, self.n, STAGE_PREDICT, root, bar)
-        return counts
+        stats = self._gather(X, [(STAGE_PREDICT, self.n)], "predict")
+        return stats[STAGE_PREDICT][0]
 
     # ------------------------------------------------------------------
     # public prediction API
@@ -731,12 +757,22 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         counts = self._predict_counts(self._validate_X(X))
         return counts / float(self.n)
 
-    def certify(self, X: ArrayLike) -> CertificationResult:
+    def certify(self, X: ArrayLike, checkpoint=None) -> CertificationResult:
         """Certify every input: prediction and certified l2 radius (Cohen's CERTIFY).
 
         Parameters
         ----------
         X : array-like of shape (n_inputs, \\*input_shape)
+        checkpoint : str or path-like, default=None
+            File (``.npz``) where the counts of finished inputs are written
+            atomically as the run goes (hard smoothing).  If it exists, the
+            run resumes from it and redoes no finished input; a checkpoint
+            written with another model, ``X``, ``sigma``, ``n0``, ``n`` or
+            seed is refused with a ``ValueError`` naming what differs.
+            ``alpha``, ``interval`` and ``radius`` act after sampling and may
+            change between runs.  The file is kept: the same call again
+            returns the stored result without a forward pass.  With
+            ``random_state=None`` a resumed run continues the stored seed.
 
         Returns
         -------
@@ -755,15 +791,23 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         X = self._validate_X(X)
         _warn_if_n_too_small(self.n, self.alpha)
         if self.smoothing == "soft":
+            if checkpoint is not None:
+                raise ValueError(
+                    "The 'checkpoint' parameter of SmoothedClassifier.certify "
+                    "needs smoothing='hard'; soft certification selects its "
+                    "score per input between the two stages and is not "
+                    "checkpointed."
+                )
             return self._certify_soft(X)
         procedure = _resolve_procedure(self.interval)
-        root = _root_seed(self.random_state)
-        with self._progress(X.shape[0], "selection") as bar:
-            selection, _ = self._statistics(X, self.n0, STAGE_SELECTION, root, bar)
-        with self._progress(X.shape[0], "estimation") as bar:
-            estimation, estimation_sq = self._statistics(
-                X, self.n, STAGE_ESTIMATION, root, bar
-            )
+        stats = self._gather(
+            X,
+            [(STAGE_SELECTION, self.n0), (STAGE_ESTIMATION, self.n)],
+            "certify",
+            checkpoint,
+        )
+        selection = stats[STAGE_SELECTION][0]
+        estimation, estimation_sq = stats[STAGE_ESTIMATION]
         return CertificationResult.from_statistics(
             selection=selection,
             estimation=estimation,

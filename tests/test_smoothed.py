@@ -308,7 +308,7 @@ def test_progress_bar_only_when_verbose(linear3, blobs3, capsys):
     assert captured.out == "" and captured.err == ""
     clf.set_params(verbose=1).certify(X[:4])
     captured = capsys.readouterr()
-    assert captured.out == "" and "estimation" in captured.err
+    assert captured.out == "" and "certify" in captured.err
 
 
 # ---------------------------------------------------------------------------

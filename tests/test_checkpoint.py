@@ -1,0 +1,482 @@
+"""Checkpoint and resume (smoothlearn/_checkpoint.py, smoothlearn/_parallel.py).
+
+A run killed at any moment resumes with the same call, ends with the
+statistics of an uninterrupted run and redoes no finished input; a checkpoint
+from another run is refused; damaged files get a clear error naming them.
+"""
+
+import inspect
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import smoothlearn._checkpoint as checkpoint_module
+from smoothlearn import CertificationResult, SmoothedClassifier
+from smoothlearn._checkpoint import _Checkpoint, atomic_savez, load_npz
+from smoothlearn._parallel import gather_statistics
+from smoothlearn.models import _TorchAdapter
+from smoothlearn.sampling import STAGE_ESTIMATION, STAGE_SELECTION, sample_statistics
+
+STAGES = [(STAGE_SELECTION, 30, "hard"), (STAGE_ESTIMATION, 400, "hard")]
+DRAWS_PER_INPUT = 430
+
+WIRED = "checkpoint" in inspect.signature(SmoothedClassifier.certify).parameters
+needs_wiring = pytest.mark.skipif(
+    not WIRED,
+    reason="SmoothedClassifier.certify is not wired to gather_statistics yet "
+    "(no 'checkpoint' argument): the lead wires it (see _parallel.py).",
+)
+
+
+class CountingAdapter(_TorchAdapter):
+    """Counts the noisy rows it classifies; optionally fails after some calls."""
+
+    def __init__(self, module, n_classes, fail_after=None):
+        super().__init__(module, n_classes)
+        self.rows = 0
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def _forward(self, batch):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("simulated crash")
+        self.calls += 1
+        self.rows += batch.shape[0]
+        return super()._forward(batch)
+
+
+def _module(scale=1.0):
+    angles = np.deg2rad([0.0, 120.0, 240.0])
+    weight = scale * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    module = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        module.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        module.bias.zero_()
+    return module
+
+
+@pytest.fixture
+def X():
+    return np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32)
+
+
+def _run(adapter, X, path, **kwargs):
+    params = dict(
+        stages=STAGES, sigma=0.5, seed=4, batch_size=64, chunk_size=2, checkpoint=path
+    )
+    params.update(kwargs)
+    return gather_statistics(adapter, X, **params)
+
+
+def _reference(X, stages=STAGES, sigma=0.5, seed=4):
+    adapter = _TorchAdapter(_module(), 3)
+    return {
+        s: sample_statistics(adapter, X, d, sigma, stage=s, seed=seed)
+        for s, d, _ in stages
+    }
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for stage in a:
+        for x, y in zip(a[stage], b[stage], strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+# ----------------------------------------------------------------------
+# Resume
+# ----------------------------------------------------------------------
+def test_crash_then_resume_redoes_no_finished_input(X, tmp_path):
+    path = tmp_path / "run.ckpt"
+    # Crash halfway through the forward passes of a full run.
+    probe = CountingAdapter(_module(), 3)
+    _run(probe, X, None)
+    crashing = CountingAdapter(_module(), 3, fail_after=probe.calls // 2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(crashing, X, path)
+    ckpt = _Checkpoint._read(os.fspath(path))
+    done = ckpt.done(STAGE_ESTIMATION)
+    assert done.tolist() == ckpt.done(STAGE_SELECTION).tolist()
+    assert 0 < done.sum() < len(done)
+    sizes = np.diff(ckpt.bounds)
+    n_done = int(sizes[done].sum())
+
+    resumed = CountingAdapter(_module(), 3)
+    out = _run(resumed, X, path, batch_size=50)  # batch_size may change
+    _assert_same(out, _reference(X))
+    # Exactly the unfinished inputs were sampled again, nothing more.
+    assert resumed.rows == (len(X) - n_done) * DRAWS_PER_INPUT
+
+    # A finished checkpoint answers the same call without a forward pass.
+    again = CountingAdapter(_module(), 3)
+    _assert_same(_run(again, X, path, chunk_size=5), _reference(X))
+    assert again.rows == 0
+
+
+def test_progress_counts_restored_inputs(X, tmp_path):
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(RuntimeError):
+        _run(CountingAdapter(_module(), 3, fail_after=35), X, path)
+    seen = []
+    _run(CountingAdapter(_module(), 3), X, path, progress=seen.append)
+    assert sum(seen) == len(X)
+
+
+def test_stages_added_by_a_later_call(X, tmp_path):
+    """Two calls (selection, then estimation) may share one checkpoint."""
+    path = tmp_path / "run.ckpt"
+    first = _run(CountingAdapter(_module(), 3), X, path, stages=STAGES[:1])
+    counting = CountingAdapter(_module(), 3)
+    second = _run(counting, X, path, stages=STAGES[1:])
+    assert counting.rows == len(X) * 400
+    _assert_same({**first, **second}, _reference(X))
+
+
+def test_seed_from_checkpoint(X, tmp_path):
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(RuntimeError):
+        _run(CountingAdapter(_module(), 3, fail_after=35), X, path, seed=11)
+    with pytest.raises(ValueError, match="seed"):
+        _run(CountingAdapter(_module(), 3), X, path, seed=12)
+    out = _run(
+        CountingAdapter(_module(), 3), X, path, seed=12, seed_from_checkpoint=True
+    )
+    _assert_same(out, _reference(X, seed=11))
+
+
+# ----------------------------------------------------------------------
+# A checkpoint from another run is refused
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [
+        (lambda X: {"X": X + np.float32(1e-3)}, "X"),
+        (lambda X: {"X": X[:-1]}, "X"),
+        (lambda X: {"X": X.astype(np.float64)}, "X"),
+        (lambda X: {"sigma": 0.25}, "sigma"),
+        (lambda X: {"seed": 5}, "seed"),
+        (lambda X: {"adapter": CountingAdapter(_module(scale=2.0), 3)}, "model"),
+        (lambda X: {"adapter": _TorchAdapter(_module(), 3)}, "model"),
+        (lambda X: {"checkpoint_meta": {"smoothing": "soft"}}, "meta"),
+        (lambda X: {"stages": [(0, 30, "hard"), (1, 500, "hard")]}, "n_draws"),
+    ],
+)
+def test_checkpoint_of_another_run_is_refused(X, tmp_path, change, differs):
+    path = tmp_path / "run.ckpt"
+    _run(CountingAdapter(_module(), 3), X, path, checkpoint_meta={"smoothing": "hard"})
+    before = path.read_bytes()
+    kwargs = {"checkpoint_meta": {"smoothing": "hard"}, **change(X)}
+    adapter = kwargs.pop("adapter", CountingAdapter(_module(), 3))
+    data = kwargs.pop("X", X)
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(path.name)}.*differs in: .*{differs}"
+    ):
+        _run(adapter, data, path, **kwargs)
+    assert path.read_bytes() == before  # left untouched
+
+
+def test_callable_score_key_is_part_of_the_fingerprint(X, tmp_path):
+    path = tmp_path / "run.ckpt"
+    softmax = torch.nn.Softmax(dim=1)
+    stages = [(1, 50, softmax, {"map": "softmax", "temperature": 1.0})]
+    _run(_TorchAdapter(_module(), 3), X, path, stages=stages)
+    other = [(1, 50, softmax, {"map": "softmax", "temperature": 0.5})]
+    with pytest.raises(ValueError, match="differs in: score"):
+        _run(_TorchAdapter(_module(), 3), X, path, stages=other)
+
+
+def test_changing_only_execution_parameters_is_accepted(X, tmp_path):
+    path = tmp_path / "run.ckpt"
+    _run(_TorchAdapter(_module(), 3), X, path)
+    counting = CountingAdapter(_module(), 3)
+    out = _run(counting, X, path, batch_size=7, chunk_size=3, n_jobs=1)
+    _assert_same(out, _reference(X))
+    assert counting.rows == 0
+
+
+# ----------------------------------------------------------------------
+# Damaged files
+# ----------------------------------------------------------------------
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(b"not a zip file at all" * 10)
+    elif how == "bitflip":
+        # Flip bytes in the data of the first array stored after its 128-byte
+        # .npy header: only the zip CRC can tell.
+        starts = [i for i in range(len(data)) if data.startswith(b"\x93NUMPY", i)]
+        i = next(a for a, b in itertools.pairwise(starts) if b - a > 200) + 136
+        flipped = bytes(b ^ 0xFF for b in data[i : i + 8])
+        path.write_bytes(data[:i] + flipped + data[i + 8 :])
+    elif how == "npy":
+        with open(path, "wb") as f:
+            np.save(f, np.arange(3))
+    elif how == "pickled":
+        with open(path, "wb") as f:
+            np.savez(f, meta=np.array([{"a": 1}], dtype=object))
+
+
+DAMAGES = ["truncated", "empty", "garbage", "bitflip", "npy", "pickled"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_checkpoint_gets_a_clear_error(X, tmp_path, how):
+    path = tmp_path / "run.ckpt"
+    _run(_TorchAdapter(_module(), 3), X, path)
+    _damage(path, how)
+    with pytest.raises(ValueError, match=rf"checkpoint file .*{re.escape(path.name)}"):
+        _run(CountingAdapter(_module(), 3), X, path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"x": np.arange(3)},  # no meta
+        {"meta": np.array(json.dumps({"format": "other"}))},
+        {"meta": np.array("{not json")},
+    ],
+)
+def test_npz_that_is_not_a_checkpoint_is_refused(X, tmp_path, content):
+    path = tmp_path / "run.ckpt"
+    atomic_savez(path, content)
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(path.name)}.*not a valid smoothlearn"
+    ):
+        _run(CountingAdapter(_module(), 3), X, path)
+
+
+def test_tampered_array_shape_is_refused(X, tmp_path):
+    path = tmp_path / "run.ckpt"
+    _run(_TorchAdapter(_module(), 3), X, path)
+    arrays = load_npz(path)
+    arrays["sums_1"] = arrays["sums_1"][:-1]
+    atomic_savez(path, arrays)
+    with pytest.raises(ValueError, match="sums_1"):
+        _run(CountingAdapter(_module(), 3), X, path)
+
+
+def test_checkpoint_path_must_be_a_file(X, tmp_path):
+    with pytest.raises(ValueError, match="directory"):
+        _run(CountingAdapter(_module(), 3), X, tmp_path)
+
+
+def test_atomic_write_never_leaves_a_torn_file(tmp_path, monkeypatch):
+    path = tmp_path / "a.npz"
+    atomic_savez(path, {"x": np.arange(5)})
+
+    def broken_savez(f, **arrays):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_savez(path, {"x": np.arange(7)})
+    monkeypatch.undo()
+    np.testing.assert_array_equal(load_npz(path)["x"], np.arange(5))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+
+
+def test_atomic_savez_refuses_object_arrays(tmp_path):
+    with pytest.raises(ValueError, match="'x' of object dtype"):
+        atomic_savez(tmp_path / "a.npz", {"x": np.array([object()])})
+
+
+def test_load_npz_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape("nope.npz")):
+        load_npz(tmp_path / "nope.npz")
+
+
+# CertificationResult.load gets the same damaged files.  result.py belongs to
+# another helper: every case below currently escapes as BadZipFile, EOFError,
+# TypeError or a ValueError that does not name the file, so each is
+# xfail(strict=True) and flips once load reads through
+# smoothlearn._checkpoint.load_npz (the fix proposed in the report).
+RESULT_LOAD_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="CertificationResult.load does not turn a damaged file into a "
+    "ValueError naming it (result.py; fix: read via _checkpoint.load_npz)",
+)
+
+
+@pytest.fixture
+def result_file(tmp_path):
+    res = CertificationResult.from_statistics(
+        selection=[[95, 5, 0], [40, 35, 25]],
+        estimation=[[990, 9, 1], [410, 350, 240]],
+        n0=100,
+        n=1000,
+        sigma=0.25,
+        alpha=0.001,
+    )
+    path = tmp_path / "res.npz"
+    res.save(path)
+    assert CertificationResult.load(path) == res
+    return path
+
+
+@pytest.mark.parametrize(
+    "how", [pytest.param(how, marks=RESULT_LOAD_BUG) for how in DAMAGES]
+)
+def test_damaged_result_file_gets_a_clear_error(result_file, how):
+    _damage(result_file, how)
+    with pytest.raises(ValueError, match=re.escape(result_file.name)):
+        CertificationResult.load(result_file)
+
+
+@RESULT_LOAD_BUG
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"x": np.arange(3)},  # no meta: KeyError today
+        {"meta": np.array(json.dumps({"format": "smoothlearn-checkpoint"}))},
+    ],
+)
+def test_npz_that_is_not_a_result_is_refused(tmp_path, content):
+    path = tmp_path / "res.npz"
+    atomic_savez(path, content)
+    with pytest.raises(ValueError, match=re.escape(path.name)):
+        CertificationResult.load(path)
+
+
+# ----------------------------------------------------------------------
+# Kill test: SIGKILL a real process mid-run, resume with the same call.
+# ----------------------------------------------------------------------
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from smoothlearn._parallel import gather_statistics
+    from smoothlearn.models import _TorchAdapter
+
+    ckpt, log, out, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+    class Slow(torch.nn.Module):
+        # The tiny linear classifier of the test, slowed down, logging its rows.
+        def __init__(self):
+            super().__init__()
+            angles = np.deg2rad([0.0, 120.0, 240.0])
+            w = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+            self.lin = torch.nn.Linear(2, 3)
+            with torch.no_grad():
+                self.lin.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+                self.lin.bias.zero_()
+
+        def forward(self, x):
+            time.sleep(delay)
+            with open(log, "a") as f:
+                f.write(f"{x.shape[0]}\\n")
+            return self.lin(x)
+
+    X = np.random.default_rng(0).normal(size=(N_INPUTS, 2)).astype(np.float32)
+    stats = gather_statistics(
+        _TorchAdapter(Slow(), 3), X, stages=[(0, 30, "hard"), (1, 400, "hard")],
+        sigma=0.5, seed=4, batch_size=64, chunk_size=1, checkpoint=ckpt)
+    np.savez(out, s0=stats[0][0], s1=stats[1][0])
+    """
+)
+
+
+def _rows(log):
+    return sum(int(line) for line in log.read_text().split()) if log.exists() else 0
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume(tmp_path):
+    n_inputs = 16
+    script = tmp_path / "certify.py"
+    script.write_text(SCRIPT.replace("N_INPUTS", str(n_inputs)))
+    ckpt = tmp_path / "run.ckpt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    log1, log2 = tmp_path / "rows1.log", tmp_path / "rows2.log"
+
+    # 8 forward calls (1 selection, 7 estimation batches) of 0.1 s per input:
+    # about 13 s of work, killed once 3 inputs are stored.
+    proc = subprocess.Popen(
+        [sys.executable, script, ckpt, log1, tmp_path / "out1.npz", "0.1"], env=env
+    )
+    try:
+        deadline = time.monotonic() + 240
+        n_done = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists():
+                n_done = int(load_npz(ckpt)["done_1"].sum())
+                if n_done >= 3:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert n_done >= 3, "no chunk was checkpointed in time"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "out1.npz").exists()
+
+    # What the killed run left: finished chunks only, both stages together.
+    arrays = load_npz(ckpt)
+    done = arrays["done_1"]
+    np.testing.assert_array_equal(done, arrays["done_0"])
+    stored = int(done.sum())
+    assert 3 <= stored < n_inputs
+
+    # The same call resumes, runs to completion and redoes no stored input.
+    subprocess.run(
+        [sys.executable, script, ckpt, log2, tmp_path / "out2.npz", "0"],
+        env=env,
+        check=True,
+        timeout=240,
+    )
+    assert _rows(log2) == (n_inputs - stored) * DRAWS_PER_INPUT
+    assert _rows(log1) >= stored * DRAWS_PER_INPUT
+    X = np.random.default_rng(0).normal(size=(n_inputs, 2)).astype(np.float32)
+    ref = _reference(X)
+    with np.load(tmp_path / "out2.npz") as out:
+        np.testing.assert_array_equal(out["s0"], ref[STAGE_SELECTION][0])
+        np.testing.assert_array_equal(out["s1"], ref[STAGE_ESTIMATION][0])
+
+
+# ----------------------------------------------------------------------
+# Through SmoothedClassifier, once certify is wired to gather_statistics.
+# ----------------------------------------------------------------------
+@needs_wiring
+def test_smoothed_classifier_certify_with_checkpoint(X, tmp_path):
+    y = np.zeros(len(X), dtype=int)
+    params = dict(sigma=0.5, n0=50, n=2000, random_state=0, batch_size=128)
+    clf = SmoothedClassifier(_module(), **params).fit(X, y)
+    path = tmp_path / "run.ckpt"
+    plain = clf.certify(X)
+    assert clf.certify(X, checkpoint=path) == plain
+    assert path.exists()
+    assert clf.certify(X, checkpoint=path) == plain  # from the file
+    # alpha only acts after sampling: it may change on resume.
+    relaxed = clf.set_params(alpha=0.01).certify(X, checkpoint=path)
+    assert relaxed == plain.recertify(alpha=0.01)
+    with pytest.raises(ValueError, match="differs in"):
+        clf.set_params(sigma=0.25).certify(X, checkpoint=path)
+
+
+@needs_wiring
+@pytest.mark.slow
+def test_smoothed_classifier_n_jobs_with_checkpoint(X, tmp_path):
+    y = np.zeros(len(X), dtype=int)
+    params = dict(sigma=0.5, n0=50, n=2000, random_state=0, batch_size=128)
+    serial = SmoothedClassifier(_module(), **params).fit(X, y).certify(X)
+    clf = SmoothedClassifier(_module(), n_jobs=2, **params).fit(X, y)
+    assert clf.certify(X, checkpoint=tmp_path / "run.ckpt") == serial
