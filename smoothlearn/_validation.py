@@ -50,7 +50,13 @@ def check_alpha(alpha: ArrayLike, name: str = "alpha") -> NDArray[np.float64]:
 def _as_float_array(x: ArrayLike, name: str) -> NDArray[np.float64]:
     if isinstance(x, str | bytes):
         raise ValueError(f"The {name!r} parameter must be numeric. Got {x!r} instead.")
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested sequences
+        raise ValueError(
+            f"The {name!r} parameter must be a numeric array of a regular shape "
+            f"({exc})."
+        ) from exc
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
@@ -63,6 +69,20 @@ def _as_float_array(x: ArrayLike, name: str) -> NDArray[np.float64]:
     if np.isnan(arr).any():
         raise ValueError(f"The {name!r} parameter contains NaN.")
     return arr
+
+
+#: Largest number of draws: counts up to 2**53 are exact in float64, and the
+#: interval formulas lose their meaning beyond (the Beta inverse and the
+#: normal approximations over- and underflow).
+MAX_DRAWS = 2**53
+
+
+def _check_exact_counts(n_arr: NDArray[np.float64], name: str) -> None:
+    if np.any(n_arr > MAX_DRAWS):
+        raise ValueError(
+            f"The {name!r} parameter must hold integers <= 2**53 (counts exact "
+            f"in float64). Got {float(np.max(n_arr)):.3g} instead."
+        )
 
 
 def check_sufficient_statistics(
@@ -104,6 +124,7 @@ def check_sufficient_statistics(
             f"The {n_name!r} parameter must hold integers >= 1. Got non-integer "
             "values instead."
         )
+    _check_exact_counts(n_arr, n_name)
     if not np.all(np.isfinite(k_arr)):
         raise ValueError(f"The {k_name!r} parameter contains inf.")
     if np.any(k_arr < 0):
@@ -259,6 +280,7 @@ def check_class_statistics(
         raise ValueError(
             f"The 'n' parameter must hold integers >= 1. Got {n!r} instead."
         )
+    _check_exact_counts(n_arr, "n")
     sq = None
     if estimation_sq is not None:
         sq = _as_float_array(estimation_sq, "estimation_sq")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._validation import _as_float_array
 from .result import CertificationResult
 
 __all__ = [
@@ -35,11 +36,11 @@ def _correct(y: ArrayLike, result: CertificationResult) -> NDArray[np.bool_]:
     return ~result.abstained & np.asarray(result.prediction == y, dtype=bool)
 
 
-def _check_radii(radius: ArrayLike) -> NDArray[np.float64]:
-    r = np.asarray(radius, dtype=np.float64)
-    if np.any(np.isnan(r)) or np.any(r < 0):
+def _check_radii(radius: ArrayLike, name: str = "radius") -> NDArray[np.float64]:
+    r = _as_float_array(radius, name)
+    if np.any(r < 0):
         raise ValueError(
-            "The 'radius' parameter must be non-negative (a float or an array). "
+            f"The {name!r} parameter must be non-negative (a float or an array). "
             f"Got {radius!r} instead."
         )
     return r
@@ -155,7 +156,7 @@ def certified_accuracy_curve(
     if radii is None:
         radii = np.unique(np.concatenate([[0.0], result.radius[correct]]))
     else:
-        radii = np.sort(_check_radii(radii).ravel())
+        radii = np.sort(_check_radii(radii, "radii").ravel())
     return radii, np.asarray(certified_accuracy(y, result, radii), dtype=np.float64)
 
 

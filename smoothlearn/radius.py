@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import erf, erfcx, log_ndtr, ndtri
 
-from ._validation import _as_float_array, check_probability
+from ._validation import _as_float_array, check_kind, check_probability
 
 __all__ = [
     "abstained",
@@ -22,20 +22,21 @@ __all__ = [
     "solve_s0",
 ]
 
-_KINDS = ("multi", "mono")
 
-
-def _check_kind(kind: str) -> str:
-    if not isinstance(kind, str) or kind not in _KINDS:
-        raise ValueError(
-            f"The 'kind' parameter must be a str among {{'mono', 'multi'}}. "
-            f"Got {kind!r} instead."
-        )
-    return kind
+def _check_positive_array(x, name: str) -> NDArray[np.float64]:
+    """A numeric array with at least one entry; bools are refused."""
+    if isinstance(x, bool | np.bool_) or (
+        isinstance(x, np.ndarray) and x.dtype == np.bool_
+    ):
+        raise ValueError(f"The {name!r} parameter must be a float. Got {x!r}.")
+    arr = _as_float_array(x, name)
+    if arr.size == 0:
+        raise ValueError(f"The {name!r} parameter must not be empty.")
+    return arr
 
 
 def _check_sigma(sigma: ArrayLike) -> NDArray[np.float64]:
-    s = _as_float_array(sigma, "sigma")
+    s = _check_positive_array(sigma, "sigma")
     if not np.all(np.isfinite(s)) or np.any(s <= 0):
         raise ValueError(
             f"The 'sigma' parameter must be a float in the range (0, inf). "
@@ -45,7 +46,7 @@ def _check_sigma(sigma: ArrayLike) -> NDArray[np.float64]:
 
 
 def _check_bounds(pA_lower, pB_upper, kind):
-    kind = _check_kind(kind)
+    kind = check_kind(kind)
     pA = check_probability(pA_lower, "pA_lower")
     if kind == "mono":
         pB = 1.0 - pA if pB_upper is None else check_probability(pB_upper, "pB_upper")
@@ -189,7 +190,7 @@ _METHODS = ("paper", "envelope")
 
 
 def _check_L(L: ArrayLike) -> NDArray[np.float64]:
-    arr = _as_float_array(L, "L")
+    arr = _check_positive_array(L, "L")
     if np.any(arr <= 0):
         raise ValueError(
             f"The 'L' parameter must be a float in the range (0, inf]. "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 import warnings
 from dataclasses import dataclass, fields
 from os import PathLike
@@ -20,7 +21,7 @@ from os import PathLike
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import check_kind, check_scalar_alpha
+from ._validation import MAX_DRAWS, check_kind, check_scalar_alpha
 from .intervals import IntervalEstimator, MultiClassProcedure
 from .intervals import _registry as _interval_registry
 from .radius import abstained as _abstained
@@ -219,6 +220,20 @@ def _json_scalar(value):
 # --------------------------------------------------------------------------
 # The result
 # --------------------------------------------------------------------------
+def _check_draws(value, name: str) -> int:
+    """A number of Monte-Carlo draws: an int in [1, 2**53] (bools refused)."""
+    if (
+        isinstance(value, bool | np.bool_)
+        or not isinstance(value, numbers.Integral)
+        or not 1 <= value <= MAX_DRAWS
+    ):
+        raise ValueError(
+            f"The {name!r} parameter must be an int in the range [1, 2**53]. "
+            f"Got {value!r} instead."
+        )
+    return int(value)
+
+
 @dataclass(frozen=True, eq=False)
 class CertificationResult:
     r"""Certificates of many inputs, with the statistics they were computed from.
@@ -412,6 +427,8 @@ class CertificationResult:
                 f"Got {smoothing!r} instead."
             )
         radius_method = _check_radius_method(radius_method)
+        n = _check_draws(n, "n")
+        n0 = _check_draws(n0, "n0")
         if kind == "margin" and smoothing != "soft":
             raise ValueError(
                 "The 'radius' parameter 'margin' needs smoothing='soft' (bounds on "
@@ -668,12 +685,26 @@ class CertificationResult:
         -------
         CertificationResult
         """
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays.pop("meta")))
-        if meta.get("format_version") != _FORMAT_VERSION:
+        from ._checkpoint import load_npz
+
+        arrays = load_npz(path, what="result file")
+        try:
+            meta = json.loads(str(arrays.pop("meta")))
+            version = meta.get("format_version")
+        except (KeyError, ValueError, AttributeError) as exc:
             raise ValueError(
-                f"Unsupported result file format {meta.get('format_version')!r}."
+                f"{os.fspath(path)!r} is not a smoothlearn result file (no "
+                "readable 'meta' record)."
+            ) from exc
+        if version != _FORMAT_VERSION:
+            raise ValueError(
+                f"Unsupported result file format {version!r} in {os.fspath(path)!r}."
+            )
+        missing = {"classes", "prediction_index", "abstained", "radius"} - set(arrays)
+        if missing:
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a complete smoothlearn result file "
+                f"(missing {sorted(missing)})."
             )
         classes = arrays.pop("classes")
         index = arrays.pop("prediction_index")

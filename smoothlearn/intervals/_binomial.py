@@ -73,13 +73,15 @@ class ClopperPearson(IntervalEstimator):
     def _lower(self, k, n, alpha, sum_sq):
         pos = k > 0
         out = betaincinv(np.where(pos, k, 1.0), n - k + 1.0, alpha)
-        return np.where(pos, out, 0.0)
+        # For alpha below ~1e-150 scipy's inverse returns NaN where the bound
+        # is tiny; 0 is then the (valid, conservative) lower bound.
+        return np.where(pos & ~np.isnan(out), out, 0.0)
 
     def _upper(self, k, n, alpha, sum_sq):
         # Direct complementary inverse: accurate for small upper bounds too.
         below = k < n
         out = betainccinv(k + 1.0, np.where(below, n - k, 1.0), alpha)
-        return np.where(below, out, 1.0)
+        return np.where(below & ~np.isnan(out), out, 1.0)  # NaN: see _lower
 
 
 class Wilson(IntervalEstimator):
@@ -215,9 +217,9 @@ class Jeffreys(IntervalEstimator):
     def _lower(self, k, n, alpha, sum_sq):
         pos = k > 0
         out = betaincinv(k + 0.5, n - k + 0.5, alpha)
-        return np.where(pos, out, 0.0)
+        return np.where(pos & ~np.isnan(out), out, 0.0)  # NaN: tiny alpha
 
     def _upper(self, k, n, alpha, sum_sq):
         below = k < n
         out = betainccinv(k + 0.5, n - k + 0.5, alpha)
-        return np.where(below, out, 1.0)
+        return np.where(below & ~np.isnan(out), out, 1.0)  # NaN: tiny alpha
