@@ -79,12 +79,14 @@ def load_npz(path: str | PathLike, *, what: str = "file") -> dict[str, NDArray]:
     if not os.path.exists(fspath):
         raise FileNotFoundError(f"No such {what}: {fspath!r}")
     try:
-        data = np.load(fspath, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            # np.load returns a bare array for a .npy file.
-            raise ValueError("a single .npy array, not a .npz archive")
-        with data:
-            return {key: data[key] for key in data.files}
+        # Our own handle: np.load leaves its file open when the zip is damaged.
+        with open(fspath, "rb") as handle:
+            data = np.load(handle, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                # np.load returns a bare array for a .npy file.
+                raise ValueError("a single .npy array, not a .npz archive")
+            with data:
+                return {key: data[key] for key in data.files}
     except MemoryError:
         raise
     except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, zlib.error...

@@ -305,13 +305,6 @@ def test_load_npz_missing_file(tmp_path):
 # TypeError or a ValueError that does not name the file, so each is
 # xfail(strict=True) and flips once load reads through
 # smoothlearn._checkpoint.load_npz (the fix proposed in the report).
-RESULT_LOAD_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="CertificationResult.load does not turn a damaged file into a "
-    "ValueError naming it (result.py; fix: read via _checkpoint.load_npz)",
-)
-
-
 @pytest.fixture
 def result_file(tmp_path):
     res = CertificationResult.from_statistics(
@@ -328,20 +321,17 @@ def result_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize(
-    "how", [pytest.param(how, marks=RESULT_LOAD_BUG) for how in DAMAGES]
-)
+@pytest.mark.parametrize("how", DAMAGES)
 def test_damaged_result_file_gets_a_clear_error(result_file, how):
     _damage(result_file, how)
     with pytest.raises(ValueError, match=re.escape(result_file.name)):
         CertificationResult.load(result_file)
 
 
-@RESULT_LOAD_BUG
 @pytest.mark.parametrize(
     "content",
     [
-        {"x": np.arange(3)},  # no meta: KeyError today
+        {"x": np.arange(3)},  # no meta record
         {"meta": np.array(json.dumps({"format": "smoothlearn-checkpoint"}))},
     ],
 )
