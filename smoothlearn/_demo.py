@@ -84,6 +84,7 @@ def make_digits_net(
         DigitsCNN,
         max_epochs=max_epochs,
         lr=lr,
+        criterion=nn.CrossEntropyLoss,  # the module returns logits
         optimizer=torch.optim.Adam,
         batch_size=64,
         train_split=None,
