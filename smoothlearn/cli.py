@@ -629,7 +629,7 @@ def _cmd_certify(args) -> int:
         net = make_digits_net(args.sigma, max_epochs=args.epochs, device=args.device)
         clf = SmoothedClassifier(net, **params)
         fit_seeded(clf, X_train, y_train, args.seed)
-        source = f"digits CNN, {len(X)} held-out inputs"
+        source = "digits CNN, {n} held-out inputs"
     else:
         X, y = _load_npz(args.data, need_X=True)
         module = _load_model(args.model, args.arch)
@@ -648,10 +648,16 @@ def _cmd_certify(args) -> int:
                 f"the model cannot process inputs of shape {X.shape[1:]} from "
                 f"{args.data}: {_first_line(exc)}"
             ) from None
-        source = f"{args.model.name} on {len(X)} inputs of {args.data.name}"
+        source = "{model} on {n} inputs of {data}"
     t_fit = time.perf_counter() - t0
     if args.max_inputs is not None:
         X, y = X[: args.max_inputs], y[: args.max_inputs]
+    # the inputs certified, after --max-inputs
+    source = source.format(
+        n=len(X),
+        model=getattr(args.model, "name", ""),
+        data=getattr(args.data, "name", ""),
+    )
     _note(
         args,
         f"Certifying {len(X)} inputs with n0={args.n0}, n={args.n} noisy draws each...",

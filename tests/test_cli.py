@@ -1,0 +1,476 @@
+"""Tests of the ``smoothlearn`` command (smoothlearn.cli)."""
+
+import argparse
+import importlib
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from smoothlearn import CertificationResult, cli
+from smoothlearn._demo import DigitsCNN, build_from_state_dict
+
+
+def run(argv, capsys):
+    """Run the command in-process; return (status, stdout, stderr)."""
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, err, *fragments):
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("smoothlearn: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# ---------------------------------------------------------------------------
+# fixtures: a tiny linear model with known classes, saved three ways
+# ---------------------------------------------------------------------------
+def _linear_module(n_features=4, n_classes=3):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(n_features, n_classes))
+    with torch.no_grad():
+        module[0].weight.copy_(torch.eye(n_classes, n_features) * 10.0)
+        module[0].bias.zero_()
+    return module.eval()
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 5)
+    X = rng.normal(0.0, 0.05, size=(15, 4)).astype(np.float32)
+    X[np.arange(15), y] += 1.0  # input of class c is near e_c: easy to certify
+    module = _linear_module()
+    paths = {
+        "data": tmp_path / "data.npz",
+        "state": tmp_path / "state.pt",
+        "script": tmp_path / "script.pt",
+    }
+    np.savez(paths["data"], X=X, y=y)
+    torch.save(module.state_dict(), paths["state"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit in torch>=2.9
+        torch.jit.script(module).save(str(paths["script"]))
+    paths["X"], paths["y"], paths["dir"] = X, y, tmp_path
+    return paths
+
+
+FAST = ["--n", "500", "--n0", "20", "-q"]
+
+
+# ---------------------------------------------------------------------------
+# parser and help
+# ---------------------------------------------------------------------------
+def test_no_parser_at_import(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("argparse used at import time")
+
+    monkeypatch.setattr(argparse, "ArgumentParser", forbidden)
+    importlib.reload(cli)  # must not build the parser
+    monkeypatch.undo()
+    importlib.reload(cli)
+
+
+def test_help_is_generated_from_the_docstrings(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["certify", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    # SmoothedClassifier's numpydoc descriptions of sigma, n0 and alpha:
+    assert "Standard deviation of the Gaussian noise" in out
+    assert "Number of selection draws per input" in out
+    assert "Total failure probability of each input's certificate" in out
+    assert "(default: 0.25)" in out
+    for command in ("recertify", "compare-intervals"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "usage: smoothlearn " + command in capsys.readouterr().out
+
+
+def test_parameter_docs_parser():
+    def f(a, b, c):
+        """Summary.
+
+        Parameters
+        ----------
+        a, b : int, default=1
+            First line about :class:`~smoothlearn.SmoothedClassifier` and
+            ``code`` at 5%.
+
+            A second paragraph that is left out.
+        c : float
+            Third.
+
+        Returns
+        -------
+        x : int
+            Not a parameter.
+        """
+
+    docs = cli._parameter_docs(f)
+    assert docs == {
+        "a": "First line about SmoothedClassifier and code at 5%%.",
+        "b": "First line about SmoothedClassifier and code at 5%%.",
+        "c": "Third.",
+    }
+    assert cli._parameter_docs(lambda: None) == {}
+
+
+def test_bad_command_line_exits_2(capsys):
+    for argv in (
+        ["certify", "--sigma", "-1"],
+        ["certify", "--alpha", "1.5"],
+        ["certify", "--interval", "nope"],
+        [],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+        assert "Traceback" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# certify with the user's data and model
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["state", "script"])
+def test_certify_user_model_and_output(files, capsys, kind):
+    out_dir = files["dir"] / "out"
+    argv = [
+        "certify",
+        "--data",
+        files["data"],
+        "--model",
+        files[kind],
+        *FAST,
+        "--output",
+        out_dir,
+        "--seed",
+        "3",
+    ]
+    if kind == "state":
+        argv += ["--arch", "mlp"]
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    assert err == ""  # --quiet
+    for label in ("Cohen (top_class, mono)", "Bonferroni, multi", "CPM, multi (paper)"):
+        assert label in out
+    assert "r=0.5" in out and "ACR" in out and "abstain" in out
+
+    # The saved result is the one of the chosen procedure, and equals a direct
+    # certification with the same seed: the command adds no computation.
+    from smoothlearn import SmoothedClassifier
+
+    res = CertificationResult.load(out_dir / "result.npz")
+    module = _linear_module()
+    direct = SmoothedClassifier(
+        module, n=500, n0=20, random_state=3, batch_size=4096
+    ).fit(files["X"], files["y"])
+    assert res == direct.certify(files["X"])
+    with np.load(out_dir / "test_data.npz") as saved:
+        np.testing.assert_array_equal(saved["y"], files["y"])
+    assert (out_dir / "certified_accuracy.png").stat().st_size > 1000
+    assert "Cohen" in (out_dir / "table.txt").read_text()
+
+
+def test_certify_user_model_custom_procedure_row(files, capsys):
+    status, out, err = run(
+        [
+            "certify",
+            "--data",
+            files["data"],
+            "--model",
+            files["script"],
+            *FAST,
+            "--interval",
+            "bonferroni",
+            "--radius",
+            "mono",
+            "--radii",
+            "0",
+            "0.1",
+        ],
+        capsys,
+    )
+    assert status == 0, err
+    assert "bonferroni, mono (yours)" in out
+    assert "r=0.1" in out and "r=0.5" not in out
+
+
+def test_certify_errors_are_one_line(files, capsys, tmp_path):
+    d, s = files["data"], files["state"]
+    status, _, err = run(
+        [
+            "certify",
+            "--data",
+            tmp_path / "no.npz",
+            "--model",
+            s,
+            "--arch",
+            "mlp",
+            *FAST,
+        ],
+        capsys,
+    )
+    assert_one_line_error(status, err, "data file not found")
+
+    status, _, err = run(
+        ["certify", "--data", d, "--model", tmp_path / "no.pt", *FAST], capsys
+    )
+    assert_one_line_error(status, err, "model file not found")
+
+    status, _, err = run(["certify", "--data", d, "--model", s, *FAST], capsys)
+    assert_one_line_error(status, err, "--arch")
+
+    status, _, err = run(["certify", "--data", d, *FAST], capsys)
+    assert_one_line_error(status, err, "--data and --model")
+
+    bad = tmp_path / "bad_len.npz"
+    np.savez(bad, X=files["X"], y=files["y"][:-1])
+    status, _, err = run(
+        ["certify", "--data", bad, "--model", s, "--arch", "mlp", *FAST], capsys
+    )
+    assert_one_line_error(status, err, "different lengths")
+
+    bad = tmp_path / "no_y.npz"
+    np.savez(bad, X=files["X"])
+    status, _, err = run(
+        ["certify", "--data", bad, "--model", s, "--arch", "mlp", *FAST], capsys
+    )
+    assert_one_line_error(status, err, "no array named y")
+
+    bad = tmp_path / "objects.npz"
+    np.savez(bad, X=np.array([object()] * 15, dtype=object), y=files["y"])
+    status, _, err = run(
+        ["certify", "--data", bad, "--model", s, "--arch", "mlp", *FAST], capsys
+    )
+    assert_one_line_error(status, err, "cannot read")
+
+    bad = tmp_path / "nan.npz"
+    Xn = files["X"].copy()
+    Xn[0, 0] = np.nan
+    np.savez(bad, X=Xn, y=files["y"])
+    status, _, err = run(
+        ["certify", "--data", bad, "--model", s, "--arch", "mlp", *FAST], capsys
+    )
+    assert_one_line_error(status, err, "NaN")
+
+
+def test_certify_model_that_does_not_fit_the_data(files, capsys, tmp_path):
+    # inputs with 5 features for a model that takes 4
+    wide = tmp_path / "wide.npz"
+    np.savez(wide, X=np.zeros((15, 5), np.float32), y=files["y"])
+    status, _, err = run(
+        ["certify", "--data", wide, "--model", files["script"], *FAST], capsys
+    )
+    assert_one_line_error(status, err, "cannot process inputs of shape (5,)")
+
+    # labels with 5 classes for a model with 3 outputs
+    many = tmp_path / "many.npz"
+    np.savez(many, X=np.zeros((15, 4), np.float32), y=np.arange(15) % 5)
+    status, _, err = run(
+        ["certify", "--data", many, "--model", files["script"], *FAST], capsys
+    )
+    assert_one_line_error(status, err, "3 class scores")
+
+    # a state dict of another architecture
+    status, _, err = run(
+        [
+            "certify",
+            "--data",
+            files["data"],
+            "--model",
+            files["state"],
+            "--arch",
+            "digits_cnn",
+            *FAST,
+        ],
+        capsys,
+    )
+    assert_one_line_error(status, err, "does not fit the 'digits_cnn'")
+
+
+def test_model_loading_never_unpickles(files, capsys, tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"weights": torch.zeros(2), "payload": argparse.Namespace(a=1)}, evil)
+    status, _, err = run(
+        ["certify", "--data", files["data"], "--model", evil, "--arch", "mlp", *FAST],
+        capsys,
+    )
+    assert_one_line_error(status, err, "weights_only")
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    status, _, err = run(
+        ["certify", "--data", files["data"], "--model", junk, "--arch", "mlp", *FAST],
+        capsys,
+    )
+    assert_one_line_error(status, err, "cannot load")
+
+
+def test_build_from_state_dict_round_trips():
+    cnn = DigitsCNN(n_classes=7, width=4)
+    rebuilt = build_from_state_dict("digits_cnn", cnn.state_dict())
+    x = torch.rand(3, 64)
+    torch.testing.assert_close(rebuilt(x), cnn.eval()(x))
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)
+    )
+    rebuilt = build_from_state_dict("mlp", mlp.state_dict())
+    x = torch.rand(3, 6)
+    torch.testing.assert_close(rebuilt(x), mlp(x))
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        build_from_state_dict("resnet", {})
+
+
+# ---------------------------------------------------------------------------
+# recertify
+# ---------------------------------------------------------------------------
+def test_recertify_saved_result(files, capsys):
+    out_dir = files["dir"] / "out"
+    status, _, err = run(
+        [
+            "certify",
+            "--data",
+            files["data"],
+            "--model",
+            files["script"],
+            *FAST,
+            "--output",
+            out_dir,
+        ],
+        capsys,
+    )
+    assert status == 0, err
+    new_path = files["dir"] / "new.npz"
+    status, out, err = run(
+        [
+            "recertify",
+            out_dir / "result.npz",
+            "--interval",
+            "cpm",
+            "--radius",
+            "multi",
+            "--alpha",
+            "0.01",
+            "--data",
+            out_dir / "test_data.npz",
+            "--output",
+            new_path,
+        ],
+        capsys,
+    )
+    assert status == 0, err
+    assert "stored: TopClass, mono, alpha=0.001" in out
+    assert "new:    ClassPartitioning, multi, alpha=0.01" in out
+    assert "certified accuracy" in out
+    stored = CertificationResult.load(out_dir / "result.npz")
+    want = stored.recertify(interval="cpm", radius="multi", alpha=0.01)
+    assert CertificationResult.load(new_path) == want
+
+    # without labels: certified fraction, and a hint
+    status, out, _ = run(["recertify", out_dir / "result.npz"], capsys)
+    assert status == 0
+    assert "certified fraction" in out and "--data" in out
+
+    # labels that do not match the result
+    short = files["dir"] / "short.npz"
+    np.savez(short, y=files["y"][:3])
+    status, _, err = run(["recertify", out_dir / "result.npz", "--data", short], capsys)
+    assert_one_line_error(status, err, "3 labels")
+
+
+def test_recertify_errors(files, capsys):
+    status, _, err = run(["recertify", files["dir"] / "missing.npz"], capsys)
+    assert_one_line_error(status, err, "result file not found")
+    status, _, err = run(["recertify", files["data"]], capsys)
+    assert_one_line_error(status, err, "cannot read")
+
+
+# ---------------------------------------------------------------------------
+# compare-intervals
+# ---------------------------------------------------------------------------
+def test_compare_intervals_table_and_plot(capsys, tmp_path):
+    png = tmp_path / "cov.png"
+    status, out, err = run(
+        [
+            "compare-intervals",
+            "--intervals",
+            "clopper_pearson",
+            "wilson",
+            "--n",
+            "20",
+            "50",
+            "--grid",
+            "19",
+            "--alpha",
+            "0.1",
+            "--output",
+            png,
+        ],
+        capsys,
+    )
+    assert status == 0, err
+    rows = [
+        line.split()
+        for line in out.splitlines()
+        if line.startswith(("clopper_pearson", "wilson"))
+    ]
+    assert len(rows) == 4
+    from smoothlearn.stats import binomial_coverage
+
+    p = np.linspace(0, 1, 21)[1:-1]
+    for name, guaranteed, n, min_cov, *_ in rows:
+        ref = binomial_coverage(name, p, int(n), 0.1).min_coverage
+        assert float(min_cov) == pytest.approx(ref, abs=5e-5)
+        assert (guaranteed == "yes") == (name == "clopper_pearson")
+        if name == "clopper_pearson":
+            assert float(min_cov) >= 0.9
+    assert png.stat().st_size > 1000
+
+
+def test_python_dash_m_smoothlearn():
+    proc = subprocess.run(
+        [sys.executable, "-m", "smoothlearn", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("smoothlearn ")
+
+
+# ---------------------------------------------------------------------------
+# the default job, shortened
+# ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_default_demo_end_to_end(capsys, tmp_path):
+    status, out, err = run(
+        [
+            "certify",
+            "--epochs",
+            "2",
+            "--n",
+            "300",
+            "--max-inputs",
+            "12",
+            "-q",
+            "--output",
+            tmp_path,
+        ],
+        capsys,
+    )
+    assert status == 0, err
+    assert "digits CNN, 12 held-out inputs" in out
+    for label in ("Cohen (top_class, mono)", "CPM, multi (paper)"):
+        assert label in out
+    res = CertificationResult.load(tmp_path / "result.npz")
+    assert res.n_inputs == 12 and res.n == 300
