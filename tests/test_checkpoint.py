@@ -197,7 +197,7 @@ def test_callable_score_key_is_part_of_the_fingerprint(X, tmp_path):
 
 def test_changing_only_execution_parameters_is_accepted(X, tmp_path):
     path = tmp_path / "run.ckpt"
-    _run(_TorchAdapter(_module(), 3), X, path)
+    _run(CountingAdapter(_module(), 3), X, path)  # the adapter type is fingerprinted
     counting = CountingAdapter(_module(), 3)
     out = _run(counting, X, path, batch_size=7, chunk_size=3, n_jobs=1)
     _assert_same(out, _reference(X))
