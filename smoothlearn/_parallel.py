@@ -144,7 +144,7 @@ def _compute_chunk(
     """Statistics of inputs ``start:stop`` for every stage (runs in a worker).
 
     Returns the dict ``stage -> (sums, sums_sq)``, or ``(tag, dict)`` when a
-    ``tag`` is given (to recognise results that arrive out of order).
+    ``tag`` is given (the chunk index, which places the result).
     """
     if isinstance(adapter, _AdapterBox):
         adapter = adapter.adapter
@@ -388,7 +388,12 @@ def gather_statistics(
                 store(c, stats)
         else:
             box = _AdapterBox(adapter)
-            parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+            # Ordered results, not "generator_unordered": that mode has been
+            # seen to hang intermittently (joblib/joblib#1639), and a run that
+            # hangs is worse than a chunk stored a little later.  A chunk is
+            # still stored (and checkpointed) as soon as it and the chunks
+            # before it are done.
+            parallel = Parallel(n_jobs=n_jobs, return_as="generator")
             calls = (
                 delayed(_compute_chunk)(
                     box,
@@ -404,7 +409,7 @@ def gather_statistics(
                 )
                 for c, need in todo
             )
-            # Results arrive in completion order, each tagged with its chunk.
+            # Each result carries the index of its chunk, which places it.
             for c, stats in parallel(calls):
                 store(c, stats)
                 if progress is not None:

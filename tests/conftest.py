@@ -9,6 +9,20 @@ import torch
 # slow down by 10x or more. One thread keeps the suite fast and predictable.
 torch.set_num_threads(1)
 
+#: Seconds any single test may run before it fails (pytest-timeout, from the
+#: ``test`` extra).  The slowest test takes about two minutes on a loaded
+#: 2-core machine; a test that hangs (e.g. a stuck worker pool) then fails
+#: with its traceback instead of holding the whole run until CI gives up.
+TEST_TIMEOUT_S = 1200
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("timeout"):
+        return  # pytest-timeout not installed: no per-test limit
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
+
 
 @pytest.fixture
 def rng():
