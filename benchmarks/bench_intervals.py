@@ -23,20 +23,22 @@ import numpy as np
 ALPHA = 0.001
 
 
-def _best_time(func, repeat):
-    """Best of ``repeat`` runs, in CPU seconds of this process.
+def _best_times(funcs, rounds=5):
+    """Best time of each function over ``rounds`` interleaved rounds.
 
-    CPU time (``time.process_time``) rather than wall time, so that other jobs
-    sharing the machine do not inflate either side of a ratio; everything here
-    is single-threaded.
+    In CPU seconds of this process (``time.process_time``), so that other jobs
+    sharing the machine do not inflate either side of a ratio (everything here
+    is single-threaded); each round runs every function once, in turn, so a
+    slow spell hits both sides alike.  Returns the times and the outputs.
     """
-    best = np.inf
-    out = None
-    for _ in range(repeat):
-        start = time.process_time()
-        out = func()
-        best = min(best, time.process_time() - start)
-    return best, out
+    best = [np.inf] * len(funcs)
+    outs = [None] * len(funcs)
+    for _ in range(rounds):
+        for i, func in enumerate(funcs):
+            start = time.process_time()
+            outs[i] = func()
+            best[i] = min(best[i], time.process_time() - start)
+    return best, outs
 
 
 def _bench_clopper_pearson(quick: bool) -> dict:
@@ -50,7 +52,6 @@ def _bench_clopper_pearson(quick: bool) -> dict:
     n = rng.integers(1, 200_000, size=n_pairs)
     k = rng.integers(0, n + 1)
     cp = ClopperPearson()
-    t_fast, lower = _best_time(lambda: cp.lower(k, n, ALPHA), 3)
 
     def baseline():
         return np.array(
@@ -60,7 +61,9 @@ def _bench_clopper_pearson(quick: bool) -> dict:
             ]
         )
 
-    t_base_sub, ref = _best_time(baseline, 2)
+    (t_fast, t_base_sub), (lower, ref) = _best_times(
+        [lambda: cp.lower(k, n, ALPHA), baseline]
+    )
     err = float(np.max(np.abs(lower[:n_base] - ref)))
     t_base = t_base_sub * n_pairs / n_base
     return {
@@ -113,9 +116,13 @@ def _bench_cpm(quick: bool) -> dict:
     sel = np.stack([rng.multinomial(n0, pi) for pi in p])
     est = np.stack([rng.multinomial(n, pi) for pi in p])
     cpm = ClassPartitioning()
-    t_fast, b = _best_time(lambda: cpm.bound(sel, est, n, ALPHA), 3)
     sel_l, est_l = sel[:n_base].tolist(), est[:n_base].tolist()
-    t_base_sub, ref = _best_time(lambda: _cpm_per_input(sel_l, est_l, n, ALPHA), 2)
+    (t_fast, t_base_sub), (b, ref) = _best_times(
+        [
+            lambda: cpm.bound(sel, est, n, ALPHA),
+            lambda: _cpm_per_input(sel_l, est_l, n, ALPHA),
+        ]
+    )
     ref = np.array(ref)
     same_partition = bool(
         np.all(ref[:, 0] == b.prediction[:n_base])

@@ -88,7 +88,7 @@ def _bench(method: str, quick: bool) -> dict:
     from smoothlearn.radius import lipschitz_radius
 
     n_inputs = 100_000
-    n_base = 100 if quick else 1_000
+    n_base = 40 if quick else 1_000
     chunk, repeat = 20, 3
     pA, pB, sigma, L = _inputs(n_inputs)
     rows = list(zip(*(a[:n_base].tolist() for a in (pA, pB, sigma, L)), strict=True))
