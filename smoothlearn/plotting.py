@@ -185,7 +185,9 @@ def plot_certified_accuracy(
     ax.set_ylabel("certified accuracy")
     ax.set_xlim(0.0, max_radius if max_radius is not None else max(right, 1e-3))
     ax.set_ylim(0.0, 1.0)
-    ax.legend()
+    # A fixed corner: loc="best" searches over every plotted point and warns
+    # when that takes over a second (long step curves on a loaded machine).
+    ax.legend(loc="upper right")
     return ax
 
 
@@ -260,7 +262,7 @@ def plot_radius_histogram(
         ax.hist(r, bins=bins, label=label, **kwargs)
     ax.set_xlabel(r"certified $\ell_2$ radius")
     ax.set_ylabel("correct inputs" if y is not None else "certified inputs")
-    ax.legend()
+    ax.legend(loc="upper right")
     return ax
 
 
@@ -353,7 +355,7 @@ def plot_interval_coverage(
     )
     ax.set_xlabel("true probability $p$")
     ax.set_ylabel(f"exact coverage ({side}, n = {n})")
-    ax.legend()
+    ax.legend(loc="lower right")
     return ax
 
 
@@ -411,7 +413,7 @@ def plot_interval_width(
     ax.set_xlabel("true probability $p$")
     ax.set_ylabel(f"exact expected width ({side}, n = {n})")
     ax.set_ylim(bottom=0.0)
-    ax.legend()
+    ax.legend(loc="lower center")
     return ax
 
 
@@ -497,5 +499,5 @@ def plot_lipschitz_gain(
     ax.set_xscale("log")
     ax.set_xlabel(r"$L\,\sigma$")
     ax.set_ylabel(f"Lipschitz radius / Cohen radius ({kind}, {method})")
-    ax.legend()
+    ax.legend(loc="upper right")
     return ax

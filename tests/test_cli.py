@@ -334,6 +334,56 @@ def test_build_from_state_dict_round_trips():
 # ---------------------------------------------------------------------------
 # recertify
 # ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------
+# gap
+# ---------------------------------------------------------------------------
+def _markdown_rows(out):
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    # "n/a": no gap to close (the attack leaves what Cohen's certifies)
+    body = [
+        [float(c.replace("n/a", "nan")) for c in r.strip("|").split("|")]
+        for r in rows[1:]
+    ]
+    return header, body
+
+
+@pytest.mark.parametrize("attack", ["smoothadv", "pgd"])
+def test_gap_user_model(files, capsys, attack):
+    argv = ["gap", "--data", files["data"], "--model", files["script"], *FAST]
+    argv += ["--attack", attack, "--steps", "5", "--radii", "0.25", "0.75"]
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    assert err == ""  # --quiet
+    header, body = _markdown_rows(out)
+    assert header[:4] == [
+        "radius",
+        "certified (Cohen: top class, mono)",
+        "certified (CPM, multi)",
+        "empirical (attack)",
+    ]
+    assert [r[0] for r in body] == [0.25, 0.75]
+    for row in body:
+        # A certificate above what the attack leaves would be a bug in one
+        # of them (failure probability alpha = 0.001 per input).
+        assert row[1] <= row[3] and row[2] <= row[3]
+    assert ("SmoothAdv" if attack == "smoothadv" else "PGD on the base") in out
+    assert "judged by PREDICT with 500 fresh draws" in out
+
+
+def test_gap_errors_are_one_line(files, capsys, tmp_path):
+    status, _, err = run(
+        ["gap", "--data", tmp_path / "no.npz", "--model", files["script"], *FAST],
+        capsys,
+    )
+    assert_one_line_error(status, err, "data file not found")
+    status, _, err = run(["gap", "--model", files["script"], *FAST], capsys)
+    assert_one_line_error(status, err, "--data and --model go together")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["gap", "--steps", "0"])
+    assert exc.value.code == 2
+
+
 def test_recertify_saved_result(files, capsys):
     out_dir = files["dir"] / "out"
     status, _, err = run(
