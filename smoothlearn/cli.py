@@ -158,10 +158,16 @@ def _radius_value(text: str) -> float:
 def _add_classifier_arguments(
     sub, docs, architectures, *, max_inputs=None, radii="0, sigma, 2 sigma, 3 sigma"
 ):
-    """Add the options of certify and gap: smoothing, data and model, the demo.
+    """Add the options of certify and gap: -q, smoothing, data and model, the demo.
 
     Returns the "smoothing and certification" group, for more options.
     """
+    sub.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="No progress bar or notes on standard error.",
+    )
     g = smoothing = sub.add_argument_group("smoothing and certification")
     g.add_argument(
         "--sigma", type=_positive_float, default=0.25, help=_help(docs, "sigma")
@@ -301,12 +307,6 @@ def _build_parser() -> argparse.ArgumentParser:
         f"{_DATA_FILE} (the certified X, y), {_PLOT_FILE} and "
         f"{_TABLE_FILE}.",
     )
-    g.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="No progress bar or notes on standard error.",
-    )
     certify.set_defaults(func=_cmd_certify)
 
     # -- gap -----------------------------------------------------------------
@@ -352,12 +352,6 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="Draws of the PREDICT that judges each attacked input (default: --n).",
-    )
-    gap.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="No progress bar or notes on standard error.",
     )
     gap.set_defaults(func=_cmd_gap)
 
