@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/run_all.py --quick          # < 3 minutes on 2 CPU cores
+    python benchmarks/run_all.py --quick          # a few minutes on 2 CPU cores
     python benchmarks/run_all.py                  # the full suite
     python benchmarks/run_all.py --device cuda    # where a GPU is available
 
@@ -118,13 +118,26 @@ def to_markdown(rows: list[dict], info: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the < 3 minute mode")
+    parser.add_argument("--quick", action="store_true", help="the smaller, few-minute mode")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument(
         "--only", nargs="*", default=None, help="run only these modules"
     )
     parser.add_argument("--out", default=str(HERE / "results"), help="output folder")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch (OpenMP) threads of every benchmark and of the processes "
+        "they start (default: 1; on a shared 2-core machine a second thread "
+        "that finds its core busy spins, and timings swing tenfold)",
+    )
     args = parser.parse_args(argv)
+    # Before torch is imported here or in a child process.
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     sys.path.insert(0, str(HERE))
     rows: list[dict] = []
