@@ -118,7 +118,9 @@ def to_markdown(rows: list[dict], info: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the smaller, few-minute mode")
+    parser.add_argument(
+        "--quick", action="store_true", help="the smaller, few-minute mode"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument(
         "--only", nargs="*", default=None, help="run only these modules"
