@@ -10,7 +10,7 @@ import torch
 torch.set_num_threads(1)
 
 #: Seconds any single test may run before it fails (pytest-timeout, from the
-#: ``test`` extra).  The slowest test takes about two minutes on a loaded
+#: ``test`` extra).  The slowest test (an example) takes about four minutes on a loaded
 #: 2-core machine; a test that hangs (e.g. a stuck worker pool) then fails
 #: with its traceback instead of holding the whole run until CI gives up.
 TEST_TIMEOUT_S = 1200
