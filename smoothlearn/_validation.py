@@ -85,6 +85,17 @@ def _check_exact_counts(n_arr: NDArray[np.float64], name: str) -> None:
         )
 
 
+def check_max_draws(n: NDArray[np.float64], max_n: int, method: str, name="n"):
+    """Refuse draw counts beyond the range where ``method`` is accurate."""
+    if max_n < MAX_DRAWS and np.any(n > max_n):
+        raise ValueError(
+            f"The {name!r} parameter must hold integers <= 2**{max_n.bit_length() - 1} "
+            f"for {method}: beyond, scipy's incomplete-beta inverse loses "
+            f"accuracy (errors near 1e-10 at n ~ 1e15) and the bound could be "
+            f"optimistic. Got {float(np.max(n)):.3g} instead."
+        )
+
+
 def check_sufficient_statistics(
     k: ArrayLike,
     n: ArrayLike,

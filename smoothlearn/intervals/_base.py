@@ -21,7 +21,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator
 
-from .._validation import check_alpha, check_sufficient_statistics
+from .._validation import (
+    MAX_DRAWS,
+    check_alpha,
+    check_max_draws,
+    check_sufficient_statistics,
+)
 
 __all__ = ["ClassBounds", "IntervalEstimator", "MultiClassProcedure"]
 
@@ -49,10 +54,15 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
         True when each one-sided bound holds with probability at least
         ``1 - alpha`` for every true mean and every ``n`` (exact or
         conservative methods); False for approximate (asymptotic) methods.
+    max_n : int
+        Largest number of draws the method accepts; larger ``n`` raises a
+        ValueError naming ``n``.  ``2**53`` (counts exact in float64) unless
+        the method's numerics are known to degrade earlier.
     """
 
     requires_counts: bool = True
     guaranteed: bool = False
+    max_n: int = MAX_DRAWS
     # True when the bounds depend on (k, n, alpha) only, not on sum_sq, and are
     # non-decreasing in k.  Multi-class procedures then bound only the largest
     # competing statistic, since max_b upper(k_b) = upper(max_b k_b).
@@ -75,6 +85,7 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
         k, n, sum_sq = check_sufficient_statistics(
             k, n, sum_sq, integer=self.requires_counts
         )
+        check_max_draws(n, self.max_n, type(self).__name__)
         alpha = check_alpha(alpha)
         try:
             k, n, alpha, sum_sq = np.broadcast_arrays(k, n, alpha, sum_sq)

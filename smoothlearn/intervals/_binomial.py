@@ -69,6 +69,11 @@ class ClopperPearson(IntervalEstimator):
     requires_counts = True
     guaranteed = True
     _monotone_in_k = True
+    #: Beyond 2**40 draws scipy's incomplete-beta inverse (Boost) is not
+    #: accurate to the last bits: lower(k) > lower(k + 1) by 1.5e-10 at
+    #: n ~ 2**53 and by 1e-13 at n ~ 6e14, found by random search; none in
+    #: 2,000,000 random (k, n, alpha) with 2**30 <= n <= 2**40, alpha >= 1e-120.
+    max_n = 2**40
 
     def _lower(self, k, n, alpha, sum_sq):
         pos = k > 0
@@ -213,6 +218,7 @@ class Jeffreys(IntervalEstimator):
     requires_counts = True
     guaranteed = False
     _monotone_in_k = True
+    max_n = 2**40  # the Beta inverse of ClopperPearson: see there
 
     def _lower(self, k, n, alpha, sum_sq):
         pos = k > 0

@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._validation import check_class_statistics, check_kind, check_scalar_alpha
+from .._validation import (
+    check_class_statistics,
+    check_kind,
+    check_max_draws,
+    check_scalar_alpha,
+)
 from ._base import ClassBounds, IntervalEstimator, MultiClassProcedure
 
 __all__ = ["Bonferroni", "ClassPartitioning", "TopClass"]
@@ -52,6 +57,7 @@ def _prepare(procedure, selection, estimation, n, alpha, estimation_sq, kind):
     sel, est, n_rows, sq = check_class_statistics(
         selection, estimation, n, estimation_sq, integer=binomial.requires_counts
     )
+    check_max_draws(n_rows, binomial.max_n, type(binomial).__name__)
     if sq is None:
         # Hard counts: every class score is Bernoulli, so sum_sq = sum.
         sq = est
