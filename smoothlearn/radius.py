@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import erf, erfcx, log_ndtr, ndtri
 
+from ._rounding import LIPSCHITZ_RTOL, RADIUS_RTOL
 from ._validation import _as_float_array, check_kind, check_probability
 
 __all__ = [
@@ -75,6 +76,24 @@ def _cohen_raw(pA, pB, sigma, kind):
         return 0.5 * sigma * (ndtri(pA) - ndtri(pB))
 
 
+def _cohen_slack(pA, pB, sigma, kind):
+    """Bound on the rounding error of :func:`_cohen_raw` (see _rounding)."""
+    with np.errstate(invalid="ignore"):
+        if kind == "mono":
+            return RADIUS_RTOL * sigma * np.abs(ndtri(pA))
+        return RADIUS_RTOL * sigma * (np.abs(ndtri(pA)) + np.abs(ndtri(pB)))
+
+
+def _round_radius(raw, slack):
+    """``raw - slack`` clipped at 0; 0 where ``raw`` is negative or NaN.
+
+    An infinite radius (a bound of exactly 0 or 1) stays infinite.
+    """
+    with np.errstate(invalid="ignore"):
+        inner = np.where(np.isposinf(raw), raw, np.maximum(raw - slack, 0.0))
+        return np.where(raw >= 0, inner, 0.0)
+
+
 def abstained(
     pA_lower: ArrayLike, pB_upper: ArrayLike | None = None, kind: str = "multi"
 ) -> NDArray[np.bool_]:
@@ -132,6 +151,10 @@ def gaussian_radius(
     The prediction of the smoothed classifier is constant within ``radius``
     whenever the bounds hold, whatever the base classifier.
 
+    The computed radius is rounded down by ``32 eps sigma (|z_A| + |z_B|)``
+    (``z = Phi^{-1}`` of the bounds), more than the error of the float64
+    arithmetic, so rounding never makes it larger than the exact value.
+
     References
     ----------
     .. [1] Cohen, Rosenfeld & Kolter, "Certified Adversarial Robustness via
@@ -148,7 +171,7 @@ def gaussian_radius(
     pA, pB, kind = _check_bounds(pA_lower, pB_upper, kind)
     sigma = _check_sigma(sigma)
     raw = _cohen_raw(pA, pB, sigma, kind)
-    out = np.where(raw >= 0, raw, 0.0)
+    out = _round_radius(raw, _cohen_slack(pA, pB, sigma, kind))
     return out[()] if out.ndim == 0 else out
 
 
@@ -651,6 +674,9 @@ def lipschitz_radius(
     passing ``min(pB_upper, 1 - pA_lower)`` as ``pB_upper`` is also valid and
     never worse.
 
+    The returned radius is ``max(R - 1e-12 (R + sigma), Cohen's rounded
+    radius)``: the solver's error (about 1e-13 sigma) can only shrink it.
+
     References
     ----------
     .. [1] Delattre, Caillon, Barthélemy, Fagnou & Allauzen, "Bridging the
@@ -685,8 +711,12 @@ def lipschitz_radius(
             raw = 0.5 * sigma * (kA - kB)
         else:
             _, gB, zB, _ = _kappa_gamma(pB, a)
-            raw = np.fmax(0.5 * sigma * (zA / gA - zB / gB), cohen)
-        out = np.where(cohen >= 0, raw, 0.0)
+            raw = 0.5 * sigma * (zA / gA - zB / gB)
+        # Rounded down by more than the solver's error (1e-13 sigma), and
+        # never below Cohen's radius, which is valid whatever L.
+        lip = _round_radius(raw, LIPSCHITZ_RTOL * (np.abs(raw) + sigma))
+        rounded_cohen = _round_radius(cohen, _cohen_slack(pA, pB, sigma, kind))
+        out = np.where(cohen >= 0, np.fmax(lip, rounded_cohen), 0.0)
     return out[()] if out.ndim == 0 else out
 
 
@@ -805,5 +835,6 @@ def margin_radius(
     sigma = _check_sigma(sigma)
     pA, pB, sigma = _broadcast(pA_lower=pA, pB_upper=pB, sigma=sigma)
     margin = pA - pB
-    out = np.where(margin >= 0, margin * sigma * np.sqrt(0.5 * np.pi), 0.0)
+    raw = margin * sigma * np.sqrt(0.5 * np.pi)
+    out = _round_radius(raw, RADIUS_RTOL * sigma * (pA + pB))
     return out[()] if out.ndim == 0 else out

@@ -25,6 +25,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._rounding import round_up
 from .intervals import PROCEDURES
 from .models import (
     _is_skorch_binary,
@@ -60,7 +61,7 @@ def _predict_p_values(counts: NDArray) -> tuple[NDArray, NDArray]:
 
     ``p = min(1, 2 * BinomCDF(n_B; n_A + n_B, 1/2))`` with ``n_A >= n_B`` the
     two largest counts: scipy's ``binomtest(n_A, n_A + n_B, 0.5).pvalue``,
-    vectorised (the null distribution is symmetric).
+    vectorised (the null distribution is symmetric), rounded up by 16 ulps.
     """
     counts = np.asarray(counts)
     order = np.argsort(-counts, axis=1, kind="stable")
@@ -69,7 +70,9 @@ def _predict_p_values(counts: NDArray) -> tuple[NDArray, NDArray]:
     n_a = counts[rows, top]
     n_b = counts[rows, order[:, 1]] if counts.shape[1] > 1 else np.zeros_like(n_a)
     p_value = np.minimum(1.0, 2.0 * binom.cdf(n_b, n_a + n_b, 0.5))
-    return top.astype(np.int64), p_value
+    # Rounded up by more than the error of the binomial CDF (a few ulps), so
+    # a p-value that is above alpha in exact arithmetic never answers.
+    return top.astype(np.int64), round_up(p_value)
 
 
 class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):

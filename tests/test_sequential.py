@@ -20,6 +20,7 @@ from smoothlearn._confseq import (
     _min_draws,
     _upper_sequence,
 )
+from smoothlearn._rounding import round_down
 from smoothlearn.intervals import (
     Bonferroni,
     ClassPartitioning,
@@ -154,10 +155,12 @@ def test_bounds_increase_with_k():
 def test_estimator_api_lower_upper_interval():
     cs = BettingConfidenceSequence()
     k, n = np.array([0, 3, 60, 100]), 100
-    np.testing.assert_array_equal(cs.lower(k, n, 0.01), _lower_sequence(k, n, 0.01))
-    np.testing.assert_allclose(
-        cs.upper(k, n, 0.01), 1 - _lower_sequence(n - k, n, 0.01), atol=1e-15
-    )
+    # Both sides are rounded outward by 16 ulps (smoothlearn._rounding).
+    low, up = _lower_sequence(k, n, 0.01), 1 - _lower_sequence(n - k, n, 0.01)
+    np.testing.assert_array_equal(cs.lower(k, n, 0.01), round_down(low))
+    assert np.all(cs.lower(k, n, 0.01)[k > 0] < low[k > 0])
+    np.testing.assert_allclose(cs.upper(k, n, 0.01), up, atol=1e-14, rtol=0)
+    assert np.all(cs.upper(k, n, 0.01)[k < n] > up[k < n])
     lo, hi = cs.interval(k, n, 0.02)
     np.testing.assert_array_equal(lo, cs.lower(k, n, 0.01))
     np.testing.assert_array_equal(hi, cs.upper(k, n, 0.01))

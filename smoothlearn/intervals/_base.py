@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator
 
+from .._rounding import BOUND_RTOL, EPS, round_down, round_up
 from .._validation import (
     MAX_DRAWS,
     check_alpha,
@@ -63,6 +64,9 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
     requires_counts: bool = True
     guaranteed: bool = False
     max_n: int = MAX_DRAWS
+    # Relative margin by which every bound is rounded outward: more than the
+    # floating-point error of the method's formula (see smoothlearn._rounding).
+    _rtol: float = BOUND_RTOL
     # True when the bounds depend on (k, n, alpha) only, not on sum_sq, and are
     # non-decreasing in k.  Multi-class procedures then bound only the largest
     # competing statistic, since max_b upper(k_b) = upper(max_b k_b).
@@ -79,7 +83,32 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
         """One-sided lower bound on validated, broadcast arrays."""
 
     def _upper(self, k, n, alpha, sum_sq):
-        return 1.0 - self._lower(n - k, n, alpha, n - 2.0 * k + sum_sq)
+        # Rounding the reflected lower bound down first keeps the upper bound
+        # positive when the lower one rounds to 1 (1 - x would give 0).
+        reflected = self._lower(n - k, n, alpha, n - 2.0 * k + sum_sq)
+        return 1.0 - round_down(reflected, self._rtol)
+
+    def _sum_error(self, k, n, sum_sq):
+        """Absolute error of a mean of ``n`` float64 scores (0 for counts).
+
+        Sums of [0, 1]-valued scores carry a relative error of at most
+        ``n eps`` (Higham's gamma_n for recursive summation), so their mean
+        is off by at most ``n eps`` in absolute terms.  Bernoulli draws
+        (``sum_sq == k``, as ``x**2 = x`` on {0, 1}) are exact integers.
+        """
+        if self.requires_counts:
+            return 0.0
+        return np.where(sum_sq != k, n * EPS, 0.0)
+
+    def _lower_out(self, k, n, alpha, sum_sq):
+        """:meth:`_lower` rounded outward (down), in [0, 1]."""
+        out = round_down(self._lower(k, n, alpha, sum_sq), self._rtol)
+        return np.maximum(out - self._sum_error(k, n, sum_sq), 0.0)
+
+    def _upper_out(self, k, n, alpha, sum_sq):
+        """:meth:`_upper` rounded outward (up), in [0, 1]."""
+        out = round_up(self._upper(k, n, alpha, sum_sq), self._rtol)
+        return np.minimum(out + self._sum_error(k, n, sum_sq), 1.0)
 
     def _validate(self, k, n, alpha, sum_sq):
         k, n, sum_sq = check_sufficient_statistics(
@@ -122,7 +151,7 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
         lower : ndarray of float, in [0, 1], broadcast shape of the inputs
         """
         k, n, alpha, sum_sq = self._validate(k, n, alpha, sum_sq)
-        return self._finish(self._lower(k, n, alpha, sum_sq))
+        return self._finish(self._lower_out(k, n, alpha, sum_sq))
 
     def upper(
         self, k: ArrayLike, n: ArrayLike, alpha: ArrayLike, sum_sq: ArrayLike = None
@@ -132,7 +161,7 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
         Parameters are those of :meth:`lower`; ``P(mean > upper) <= alpha``.
         """
         k, n, alpha, sum_sq = self._validate(k, n, alpha, sum_sq)
-        return self._finish(self._upper(k, n, alpha, sum_sq))
+        return self._finish(self._upper_out(k, n, alpha, sum_sq))
 
     def interval(
         self, k: ArrayLike, n: ArrayLike, alpha: ArrayLike, sum_sq: ArrayLike = None
@@ -148,8 +177,8 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
         k, n, alpha, sum_sq = self._validate(k, n, alpha, sum_sq)
         half = alpha / 2.0
         return (
-            self._finish(self._lower(k, n, half, sum_sq)),
-            self._finish(self._upper(k, n, half, sum_sq)),
+            self._finish(self._lower_out(k, n, half, sum_sq)),
+            self._finish(self._upper_out(k, n, half, sum_sq)),
         )
 
 

@@ -44,10 +44,10 @@ def _resolve_binomial(procedure: MultiClassProcedure) -> IntervalEstimator:
 
 
 def _bound(binomial, side, k, n, alpha, sum_sq):
-    """One-sided bounds on arrays already validated by the procedure."""
+    """One-sided bounds, rounded outward, on arrays already validated."""
     k, n, alpha, sum_sq = np.broadcast_arrays(k, n, alpha, sum_sq)
-    method = binomial._lower if side == "lower" else binomial._upper
-    return np.clip(method(k, n, alpha, sum_sq), 0.0, 1.0)
+    method = binomial._lower_out if side == "lower" else binomial._upper_out
+    return method(k, n, alpha, sum_sq)
 
 
 def _prepare(procedure, selection, estimation, n, alpha, estimation_sq, kind):
