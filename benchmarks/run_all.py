@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 #: Benchmark modules, in the order of the report.
 MODULES = [
     "bench_certify",
+    "bench_art",
     "bench_intervals",
     "bench_lipschitz_radius",
     "bench_scaling",
