@@ -92,7 +92,7 @@ def run(quick: bool = False) -> list[dict]:
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
     y = y.astype(np.int64)
-    n_inputs, n, repeats = (10, 1_000, 3) if quick else (50, 10_000, 3)
+    n_inputs, n, repeats = (10, 1_000, 3) if quick else (50, 10_000, 2)
     model = _trained_cnn(X[:1347], y[:1347])
     X_test, y_test = X[1347 : 1347 + n_inputs], y[1347 : 1347 + n_inputs]
 
