@@ -198,13 +198,16 @@ def _decode_estimator(spec: dict):
 
     name = spec.get("class")
     cls = getattr(intervals, name, None) if name in intervals.__all__ else None
+    if name == "BettingConfidenceSequence":  # the anytime-valid interval
+        from .sequential import BettingConfidenceSequence as cls
     if not (
         isinstance(cls, type)
         and issubclass(cls, IntervalEstimator | MultiClassProcedure)
     ):
         raise ValueError(
             f"Unknown interval class {name!r} in the result file; only the "
-            "classes of smoothlearn.intervals can be loaded. Pass the procedure "
+            "classes of smoothlearn.intervals (and the betting confidence "
+            "sequence) can be loaded. Pass the procedure "
             "to recertify(interval=...) instead."
         )
     params = {k: _decode_value(v) for k, v in spec.get("params", {}).items()}
@@ -634,6 +637,11 @@ class CertificationResult:
         stored as its class name and parameters (JSON), and rebuilt only from
         the classes of :mod:`smoothlearn.intervals`.
         """
+        meta, arrays = self._npz_payload()
+        np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+    def _npz_payload(self) -> tuple[dict, dict]:
+        """The JSON record and the arrays that :meth:`save` writes."""
         classes = _plain_array(self.classes, "classes")
         meta = {
             "format_version": _FORMAT_VERSION,
@@ -657,9 +665,7 @@ class CertificationResult:
             if value is not None
         }
         index = _class_index(self.prediction, self.classes, self.abstained)
-        np.savez(
-            path,
-            meta=np.array(json.dumps(meta)),
+        arrays = dict(
             classes=classes,
             prediction_index=index,
             radius=self.radius,
@@ -672,6 +678,7 @@ class CertificationResult:
             estimation_sq=self.estimation_sq,
             **optional,
         )
+        return meta, arrays
 
     @classmethod
     def load(cls, path: str | PathLike) -> CertificationResult:
@@ -684,6 +691,9 @@ class CertificationResult:
         Returns
         -------
         CertificationResult
+            A :class:`~smoothlearn.sequential.SequentialCertificationResult`
+            when the file holds one (its inputs used different numbers of
+            draws, which a plain result cannot represent).
         """
         from ._checkpoint import load_npz
 
@@ -706,11 +716,28 @@ class CertificationResult:
                 f"{os.fspath(path)!r} is not a complete smoothlearn result file "
                 f"(missing {sorted(missing)})."
             )
+        sequential = meta.get("result_type") == "sequential"
+        if sequential and not getattr(cls, "_per_input_draws", False):
+            # A plain result would recertify with n_max draws for every input.
+            from .sequential import SequentialCertificationResult
+
+            cls = SequentialCertificationResult
+        elif not sequential and getattr(cls, "_per_input_draws", False):
+            raise ValueError(
+                f"{os.fspath(path)!r} holds a fixed-n result; load it with "
+                "CertificationResult.load."
+            )
+        fields = cls._fields_from_npz(path, arrays, meta)
+        return cls(**fields)
+
+    @classmethod
+    def _fields_from_npz(cls, path, arrays: dict, meta: dict) -> dict:
+        """Constructor arguments from the arrays and JSON record of a file."""
         classes = arrays.pop("classes")
         index = arrays.pop("prediction_index")
         abstained = arrays["abstained"]
         abstain_label = meta["abstain_label"]
-        return cls(
+        return dict(
             prediction=_labels(classes, index, abstained, abstain_label),
             radius=arrays["radius"],
             pA_lower=arrays["pA_lower"],

@@ -34,6 +34,7 @@ References
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from typing import ClassVar
@@ -574,22 +575,57 @@ class SequentialCertificationResult(CertificationResult):
             decisions=decisions,
         )
 
-    def save(self, path) -> None:
-        """Not supported yet for sequential results.
+    # Its inputs used different numbers of draws: loading a file of this kind
+    # always gives this class (see CertificationResult.load).
+    _per_input_draws: ClassVar[bool] = True
 
-        The ``.npz`` format of :class:`~smoothlearn.CertificationResult`
-        stores one ``n`` for all inputs; a sequential result saved that way
-        would be recertified with the wrong draw counts.
-
-        Raises
-        ------
-        NotImplementedError
-        """
-        raise NotImplementedError(
-            "Saving a SequentialCertificationResult is not supported yet: the "
-            ".npz format stores one number of draws for all inputs, and "
-            "recertifying per-input draw counts as n_max would be wrong."
+    def _npz_payload(self) -> tuple[dict, dict]:
+        meta, arrays = super()._npz_payload()
+        meta["result_type"] = "sequential"
+        meta["alpha_not_robust"] = self.alpha_not_robust
+        arrays.update(
+            n_draws=np.asarray(self.n_draws, dtype=np.int64),
+            target_radius=np.asarray(self.target_radius, dtype=np.float64),
+            decisions=np.asarray(self.decisions, dtype=np.int8),
         )
+        return meta, arrays
+
+    @classmethod
+    def _fields_from_npz(cls, path, arrays: dict, meta: dict) -> dict:
+        fields = super()._fields_from_npz(path, arrays, meta)
+        where = os.fspath(path)
+        try:
+            n_draws = arrays["n_draws"]
+            target = arrays["target_radius"]
+            decisions = arrays["decisions"]
+            alpha_not_robust = float(meta["alpha_not_robust"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{where!r} is not a complete sequential result file ({exc})."
+            ) from exc
+        n_inputs = fields["radius"].shape[0]
+        ok = (
+            n_draws.shape == (n_inputs,)
+            and n_draws.dtype.kind in "iu"
+            and np.all((n_draws >= 1) & (n_draws <= fields["n"]))
+            and target.ndim == 1
+            and np.all(np.isfinite(target) & (target >= 0))
+            and decisions.shape == (n_inputs, target.size)
+            and np.all(np.isin(decisions, (-1, 0, 1)))
+            and 0.0 <= alpha_not_robust < 1.0
+        )
+        if not ok:
+            raise ValueError(
+                f"{where!r} is a damaged sequential result file: n_draws, "
+                "target_radius, decisions or alpha_not_robust are inconsistent."
+            )
+        fields.update(
+            n_draws=n_draws.astype(np.int64),
+            target_radius=target.astype(np.float64),
+            decisions=decisions.astype(np.int8),
+            alpha_not_robust=alpha_not_robust,
+        )
+        return fields
 
 
 def _check_anytime(procedure, name: str) -> None:

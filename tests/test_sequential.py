@@ -389,8 +389,79 @@ def test_certifier_recertify_and_save(fitted, tmp_path):
         radius="multi",
     )
     assert multi.kind == "multi" and np.all(multi.n_bounds >= 2)
-    with pytest.raises(NotImplementedError, match="npz"):
-        res.save(tmp_path / "r.npz")
+
+
+def _same_result(a, b):
+    for name in (
+        "prediction",
+        "radius",
+        "pA_lower",
+        "pB_upper",
+        "abstained",
+        "n_bounds",
+        "selection",
+        "estimation",
+        "n_draws",
+        "target_radius",
+        "decisions",
+    ):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert (a.n, a.n0, a.alpha, a.alpha_not_robust, a.kind, a.sigma) == (
+        b.n,
+        b.n0,
+        b.alpha,
+        b.alpha_not_robust,
+        b.kind,
+        b.sigma,
+    )
+
+
+def test_sequential_result_save_and_load_round_trip(fitted, tmp_path):
+    clf, X, _ = fitted
+    # Points at distances 0.17 ... 2.6 from the decision boundary: the ones
+    # near r = 0.25 need many more draws than the others.
+    X = np.array([[t, 0.0] for t in (0.2, 0.3, 0.4, 1.0, 3.0)], dtype=np.float32)
+    res = SequentialCertifier(clf, target_radius=[0.25, 0.5], n_max=5_000).certify(X)
+    assert len(set(res.n_draws.tolist())) > 1  # per-input draw counts
+    path = tmp_path / "seq.npz"
+    res.save(path)
+    # Either entry point gives the sequential class back: a plain result
+    # would recertify every input as if it had used n_max draws.
+    for loader in (SequentialCertificationResult, CertificationResult):
+        back = loader.load(path)
+        assert type(back) is SequentialCertificationResult
+        _same_result(back, res)
+        assert isinstance(back.interval.binomial, BettingConfidenceSequence)
+        _same_result(back.recertify(), res.recertify())
+    # A fixed-n file is not silently read as sequential.
+    fixed = tmp_path / "fixed.npz"
+    clf.certify(X).save(fixed)
+    with pytest.raises(ValueError, match="fixed-n result"):
+        SequentialCertificationResult.load(fixed)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["n_draws_too_large", "n_draws_shape", "decisions_values", "missing_decisions"],
+)
+def test_damaged_sequential_result_is_refused(fitted, tmp_path, damage):
+    clf, X, _ = fitted
+    res = SequentialCertifier(clf, target_radius=0.25, n_max=2_000).certify(X)
+    path = tmp_path / "seq.npz"
+    res.save(path)
+    with np.load(path) as f:
+        arrays = dict(f)
+    if damage == "n_draws_too_large":
+        arrays["n_draws"] = arrays["n_draws"] + 10**6
+    elif damage == "n_draws_shape":
+        arrays["n_draws"] = arrays["n_draws"][:-1]
+    elif damage == "decisions_values":
+        arrays["decisions"] = arrays["decisions"] + 3
+    else:
+        del arrays["decisions"]
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="sequential result file"):
+        CertificationResult.load(path)
 
 
 def test_certifier_largest_radius_mode_and_determinism(fitted):
