@@ -12,10 +12,10 @@ certificate" page of the documentation).
   bound positive), clipped to [0, 1].  ``rtol`` is a class attribute of each
   interval: 16 ulps (``16 * 2**-52``) for the closed forms (Wilson,
   Agresti-Coull, Hoeffding, empirical Bernstein) and the betting sequence,
-  whose own error is a few ulps; 1e-10 for the Beta quantiles
-  (Clopper-Pearson, Jeffreys), since scipy's ``betaincinv`` and
-  ``betainccinv`` (Boost) were measured up to 560 ulps off 35-digit mpmath
-  roots.
+  whose own error is a few ulps; 1e-9 for the Beta quantiles
+  (Clopper-Pearson, Jeffreys), whose roots (scipy's ``betaincinv`` and
+  ``betainccinv``, checked and if need be recomputed against the forward
+  ``betainc``) were measured up to 9.1e-11 off exact values at n <= 2**40.
 * A Gaussian radius :math:`R = \tfrac{\sigma}{2}(z_A - z_B)` (``z``
   quantiles by ``ndtri``, peak relative error below 1e-15) loses
   ``32 eps sigma (|z_A| + |z_B|)``: the error of the two quantiles, their
@@ -24,7 +24,7 @@ certificate" page of the documentation).
   solved to about 1e-13 in units of sigma.
 
 The cost is a few vectorised operations per input; the effect on a published
-number is a relative 1e-10 at most.
+number is a relative 1e-9 at most.
 """
 
 from __future__ import annotations

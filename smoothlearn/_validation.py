@@ -90,9 +90,9 @@ def check_max_draws(n: NDArray[np.float64], max_n: int, method: str, name="n"):
     if max_n < MAX_DRAWS and np.any(n > max_n):
         raise ValueError(
             f"The {name!r} parameter must hold integers <= 2**{max_n.bit_length() - 1} "
-            f"for {method}: beyond, scipy's incomplete-beta inverse loses "
-            f"accuracy (errors near 1e-10 at n ~ 1e15) and the bound could be "
-            f"optimistic. Got {float(np.max(n)):.3g} instead."
+            f"for {method}: beyond, the accuracy of scipy's incomplete beta "
+            f"function, which this bound rests on, is not verified and the "
+            f"bound could be optimistic. Got {float(np.max(n)):.3g} instead."
         )
 
 

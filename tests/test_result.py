@@ -42,8 +42,8 @@ def test_cohen_certify_reference_values():
     res = _result()
     k = EST[np.arange(4), SEL.argmax(1)]
     ref = proportion_confint(k, 100_000, alpha=2 * 0.001, method="beta")[0]
-    # Bounds leave the library rounded outward by a relative 1e-10.
-    np.testing.assert_allclose(res.pA_lower, ref, rtol=2e-10)
+    # Bounds leave the library rounded outward by a relative 1e-9.
+    np.testing.assert_allclose(res.pA_lower, ref, rtol=2e-9)
     assert np.all(res.pA_lower <= ref)
     assert round(float(res.pA_lower[0]), 6) == 0.988989
     np.testing.assert_allclose(res.pB_upper, 1 - res.pA_lower)
