@@ -202,7 +202,11 @@ class Wilson(IntervalEstimator):
         z2 = z * z
         p = k / n
         root = z * np.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
-        out = (p + z2 / (2.0 * n) - root) / (1.0 + z2 / n)
+        # (p + c - root) / (1 + z^2/n) with c = z^2/(2n), rationalised: the
+        # numerator times (p + c + root) is p^2 (1 + z^2/n), so the bound is
+        # p^2 / (p + c + root), free of the cancellation of the textbook form
+        # near p = 1 (where that form was not even monotone in alpha).
+        out = p * p / (p + z2 / (2.0 * n) + root)
         return np.where(k > 0, out, 0.0)
 
 
