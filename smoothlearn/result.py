@@ -17,6 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass, fields
 from os import PathLike
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -350,6 +351,10 @@ class CertificationResult:
     score_map: NDArray | None = None
     temperature: NDArray[np.float64] | None = None
     radius_method: str = "paper"
+
+    # Whether inputs may have used different numbers of draws (sequential
+    # results); load() picks the class of a file by it.
+    _per_input_draws: ClassVar[bool] = False
 
     # ------------------------------------------------------------------
     @classmethod
@@ -717,12 +722,12 @@ class CertificationResult:
                 f"(missing {sorted(missing)})."
             )
         sequential = meta.get("result_type") == "sequential"
-        if sequential and not getattr(cls, "_per_input_draws", False):
+        if sequential and not cls._per_input_draws:
             # A plain result would recertify with n_max draws for every input.
             from .sequential import SequentialCertificationResult
 
             cls = SequentialCertificationResult
-        elif not sequential and getattr(cls, "_per_input_draws", False):
+        elif not sequential and cls._per_input_draws:
             raise ValueError(
                 f"{os.fspath(path)!r} holds a fixed-n result; load it with "
                 "CertificationResult.load."

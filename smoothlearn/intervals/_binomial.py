@@ -74,7 +74,7 @@ def _beta_inverse(a, b, alpha, *, upper):
             hi, lo = np.where(below, mid, hi), np.where(below, lo, mid)
         else:
             lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    x = np.array(x)  # writable copy of the broadcast result
+    x = np.array(x)  # an array even for scalar input (a ufunc gives a scalar)
     x[bad] = (hi if upper else lo).view(np.float64)
     return x
 
