@@ -199,7 +199,8 @@ def test_dask_local_cluster_identical_to_serial(conv_adapter, images):
     Selected by ``joblib.parallel_config(backend="dask")`` alone: n_jobs stays
     None, as a user would leave it.
     """
-    distributed = pytest.importorskip("distributed")
+    import distributed  # the test extra installs dask[distributed]
+
     stages = [(STAGE_SELECTION, 40, "hard"), (STAGE_ESTIMATION, 700, SOFTMAX)]
     ref = _serial(conv_adapter, images, stages)
     with warnings.catch_warnings():
