@@ -2,9 +2,9 @@
 
 Certification is embarrassingly parallel over inputs.  :func:`gather_statistics`
 splits ``X`` into chunks of consecutive inputs, computes each chunk's
-statistics with :func:`~smoothlearn.sampling.sample_statistics` (passing the
-chunk's position as ``input_offset``, so every input keeps its own noise
-stream) and runs the chunks through scikit-learn's
+statistics with :func:`~smoothlearn.sampling.sample_statistics` (whose noise
+is keyed by each input's values, so every input keeps its own noise stream
+wherever it lands) and runs the chunks through scikit-learn's
 :class:`~sklearn.utils.parallel.Parallel`.  The result is therefore identical
 to a serial run whatever the number of workers or the joblib backend, e.g. a
 Dask cluster through ``joblib.parallel_config(backend="dask")``.

@@ -14,18 +14,28 @@ assumed: ``X`` has shape ``(n_inputs, *input_shape)``.
 
 Determinism
 -----------
-The noise of input ``i`` (its global position, ``input_offset`` + row) in
-stage ``stage`` comes from its own stream: a torch generator seeded with
-:func:`_stream_seed` ``(seed, i, stage)`` draws the ``n_draws`` perturbations
-in consecutive blocks of ``_BLOCK_SIZE`` draws (the last one shorter), each
-block by one ``normal_`` call.  Batches are assembled from these blocks (a
-block that straddles two batches is generated once and its remainder carried
-over), so the statistics of input ``i`` do not depend on ``batch_size``, on
-which other inputs share its batches, or on how ``X`` is split into chunks.
+The noise of an input in stage ``stage`` comes from its own stream: a torch
+generator seeded with :func:`_stream_seed` ``(seed, key, stage)``, where
+``key`` is a 64-bit hash of the input's own values (:func:`_input_keys`),
+draws the ``n_draws`` perturbations in consecutive blocks of ``_BLOCK_SIZE``
+draws (the last one shorter), each block by one ``normal_`` call.  Batches
+are assembled from these blocks (a block that straddles two batches is
+generated once and its remainder carried over), so the statistics of an
+input depend on the seed, the input itself, the stage and the draw index
+only: not on its position in ``X``, on ``batch_size``, on which other inputs
+share its batches, or on how ``X`` is split into chunks.  Permuting or
+subsetting ``X`` permutes or subsets the statistics.  Two identical inputs
+get identical noise.
+
+As with any fixed seed, the guarantee holds for inputs chosen without
+knowledge of the seed: someone who knows ``random_state`` could search for
+inputs whose noise happens to be lucky.  ``random_state=None`` draws a fresh
+seed at every call.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -63,6 +73,23 @@ def _stream_seed(root: int, index: int, stage: int) -> int:
     """
     h = _splitmix64(_splitmix64(root & _MASK64) ^ (index & _MASK64))
     return (h & ~0x3 & _MASK64) | (stage & 0x3)
+
+
+def _input_keys(X: NDArray) -> NDArray[np.uint64]:
+    """A 64-bit key per input: a hash of its values, the noise stream's identity.
+
+    Each row is converted to contiguous float64 (exact for every float32 or
+    integer input, so the same values give the same key whatever the dtype
+    of ``X``) and hashed with BLAKE2b; ``-0.0`` and ``0.0`` are distinct.
+    Costs one pass over ``X`` per call, far below one forward pass.
+    """
+    X = np.asarray(X)
+    keys = np.empty(X.shape[0], dtype=np.uint64)
+    for i in range(X.shape[0]):  # one hash per input, not per draw
+        row = np.ascontiguousarray(X[i], dtype=np.float64)
+        digest = hashlib.blake2b(row.tobytes(), digest_size=8).digest()
+        keys[i] = int.from_bytes(digest, "little")
+    return keys
 
 
 def _block_seed(root: int, index: int, stage: int, block: int) -> int:
@@ -128,8 +155,8 @@ def sample_statistics(
         ``score(scores, index)`` with ``index`` the int64 tensor ``(B,)`` of
         each row's global input position (``input_offset`` + row of ``X``).
     input_offset : int, default=0
-        Global position of ``X[0]``: chunks of a data set processed separately
-        with their offsets give the statistics of the whole.
+        Global position of ``X[0]``, passed to per-input score callables.  It
+        does not change the noise, which is keyed by each input's values.
     progress : callable, default=None
         Called with the number of inputs completed after each batch.
 
@@ -142,12 +169,14 @@ def sample_statistics(
 
     Notes
     -----
-    The noise of input ``i`` comes from its own seeded stream, drawn in
-    blocks of a fixed size, so the result is identical whatever
-    ``batch_size`` is, provided the base model computes each row of a batch
-    independently of the others (floating-point reassociation inside some
-    backends can in principle flip an argmax at an exact tie).  On CPU, torch
-    generators keep 32 bits of a seed.
+    The noise of an input comes from its own stream, seeded by ``seed``,
+    ``stage`` and a hash of the input's values, drawn in blocks of a fixed
+    size, so the result is identical whatever ``batch_size``, the order of
+    the rows or the other rows of ``X`` are, provided the base model
+    computes each row of a batch independently of the others
+    (floating-point reassociation inside some backends can in principle flip
+    an argmax at an exact tie).  On CPU, torch generators keep 32 bits of a
+    seed.
 
     Examples
     --------
@@ -179,6 +208,7 @@ def sample_statistics(
             f"The 'score' parameter must be 'hard' or a callable. Got {score!r}."
         )
     X = np.ascontiguousarray(X)
+    keys = _input_keys(X)
     n_inputs = X.shape[0]
     n_classes = int(adapter.n_classes)
     device, dtype = adapter.device, adapter.dtype
@@ -208,7 +238,7 @@ def sample_statistics(
             while f < stop:
                 i, j = divmod(f, n_draws)
                 if j == 0:
-                    generator.manual_seed(_stream_seed(seed, input_offset + i, stage))
+                    generator.manual_seed(_stream_seed(seed, int(keys[i]), stage))
                     carry = None
                 if carry is not None and carry[0] <= j < carry[1]:
                     length = min(carry[1] - j, stop - f)

@@ -180,8 +180,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         certification runs in the calling process).  None means 1 unless
         inside a :func:`joblib.parallel_config` context, -1 all processors;
         under ``joblib.parallel_config(backend="dask")`` the chunks run on
-        the Dask cluster.  The noise of an input depends on its position and
-        the seed only, so results are identical to a serial run.
+        the Dask cluster.  The noise of an input depends on the seed and the
+        input's own values only, so results are identical to a serial run.
     verbose : int, default=0
         Show a tqdm progress bar over inputs when > 0 (needs tqdm).
 
@@ -248,10 +248,15 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     returns a class other than :math:`g(x)` with probability at most
     ``alpha``.
 
-    The noise of input ``i`` depends on ``random_state``, on ``i``'s position
-    in ``X`` and on the stage (selection, estimation, predict), never on
-    ``batch_size``.  Scikit-learn base models make one numpy round trip per
-    batch on the CPU.
+    The noise of an input depends on ``random_state``, on the input's own
+    values (a hash of them), on the stage (selection, estimation, predict)
+    and on the draw index, never on its position in ``X``, on the other
+    inputs or on ``batch_size``: ``certify(X)[i]`` equals
+    ``certify(X[[i]])``, and two identical inputs get identical noise.  As
+    with any fixed seed, the guarantee is for inputs chosen without
+    knowledge of ``random_state`` (someone who knows it could search for
+    inputs with lucky noise); ``random_state=None`` draws a fresh seed.
+    Scikit-learn base models make one numpy round trip per batch on the CPU.
 
     References
     ----------

@@ -8,6 +8,7 @@ from scipy.stats import binomtest, norm
 from smoothlearn.models import _BaseAdapter, _SklearnAdapter, _TorchAdapter
 from smoothlearn.sampling import (
     _BLOCK_SIZE,
+    _input_keys,
     _root_seed,
     _stream_seed,
     sample_statistics,
@@ -64,6 +65,37 @@ def test_chunks_with_offsets_equal_the_whole(conv_adapter, rng):
         for a, b in [(0, 1), (1, 4), (4, 6)]
     ]
     np.testing.assert_array_equal(np.vstack(parts), whole)
+
+
+def test_noise_is_keyed_by_the_input_not_its_position(conv_adapter, rng):
+    """A permutation, a subset or a duplicate row: the same statistics per input."""
+    X = _images(rng, 6)
+    whole, _ = sample_statistics(conv_adapter, X, 700, 0.4, stage=1, seed=11)
+    perm = rng.permutation(6)
+    permuted, _ = sample_statistics(
+        conv_adapter, X[perm], 700, 0.4, stage=1, seed=11, batch_size=97
+    )
+    np.testing.assert_array_equal(permuted, whole[perm])
+    for i in range(6):
+        alone, _ = sample_statistics(conv_adapter, X[[i]], 700, 0.4, stage=1, seed=11)
+        np.testing.assert_array_equal(alone[0], whole[i])
+    twice, _ = sample_statistics(conv_adapter, X[[2, 2]], 700, 0.4, stage=1, seed=11)
+    np.testing.assert_array_equal(twice[0], twice[1])
+    # the key is the values, not the dtype they arrive in
+    as64, _ = sample_statistics(
+        conv_adapter, X.astype(np.float64), 700, 0.4, stage=1, seed=11
+    )
+    np.testing.assert_array_equal(as64, whole)
+
+
+def test_input_keys_separate_nearby_inputs(rng):
+    X = rng.normal(size=(1000, 5))
+    X[1] = X[0]
+    X[2] = np.nextafter(X[0], np.inf)  # one ulp away: another stream
+    keys = _input_keys(X)
+    assert keys.dtype == np.uint64
+    assert keys[0] == keys[1] != keys[2]
+    assert len(np.unique(keys)) == 999
 
 
 def test_stages_and_seeds_give_different_noise(conv_adapter, rng):

@@ -117,6 +117,26 @@ def test_same_seed_same_result_whatever_batch_size(linear3, blobs3):
     )
 
 
+@pytest.mark.parametrize("smoothing", ["hard", "soft"])
+def test_certify_is_invariant_to_order_and_subset(linear3, blobs3, smoothing):
+    """certify(X[perm]) is the permuted certify(X); certify(X[[i]]) is row i."""
+    X, y = blobs3
+    X, y = X[::10], y[::10]
+    clf = SmoothedClassifier(
+        linear3, sigma=0.5, n0=30, n=800, smoothing=smoothing, random_state=3
+    ).fit(X, y)
+    ref = clf.certify(X)
+    perm = np.random.default_rng(0).permutation(len(X))
+    permuted = clf.certify(X[perm])
+    for name in ("prediction", "radius", "pA_lower", "estimation", "selection"):
+        np.testing.assert_array_equal(getattr(permuted, name), getattr(ref, name)[perm])
+    for i in (0, 5, len(X) - 1):
+        alone = clf.certify(X[[i]])
+        np.testing.assert_array_equal(alone.estimation[0], ref.estimation[i])
+        assert alone.radius[0] == ref.radius[i]
+    np.testing.assert_array_equal(clf.predict(X[perm]), clf.predict(X)[perm])
+
+
 def test_random_state_semantics(linear3, blobs3):
     X, y = blobs3
     X = X[:5]
