@@ -478,8 +478,9 @@ class SequentialCertificationResult(CertificationResult):
         The radii that were decided; empty in largest-radius mode.
     decisions : ndarray of shape (n_inputs, n_radii), dtype int8
         Per input and target radius: ``1`` robust (certified radius
-        ``>= r``), ``-1`` not robust (even the exact radius, with infinitely
-        many draws, is below ``r``), ``0`` undecided within the budget.
+        ``>= r``), ``-1`` not robust (even the exact radius of the result's
+        kind, with infinitely many draws, is below ``r``), ``0`` undecided
+        within the budget.
     alpha_not_robust : float
         Failure probability of the "not robust" decisions (0 when none are
         made).  A decision of either kind is wrong with probability at most
@@ -491,7 +492,8 @@ class SequentialCertificationResult(CertificationResult):
     anytime-valid (``anytime_valid = True``, e.g.
     :class:`BettingConfidenceSequence`): the draws were stopped by a
     data-dependent rule, under which a fixed-``n`` interval such as
-    Clopper-Pearson loses its guarantee.
+    Clopper-Pearson loses its guarantee.  It recomputes every decision for
+    the new radius kind, procedure and ``alpha`` (see its Notes).
     """
 
     n_draws: NDArray[np.int64] | None = None
@@ -511,7 +513,7 @@ class SequentialCertificationResult(CertificationResult):
     def recertify(
         self, alpha=None, interval=None, radius=None, lipschitz=None, radius_method=None
     ) -> SequentialCertificationResult:
-        """Recompute the certificates from the stored statistics.
+        r"""Recompute the certificates from the stored statistics.
 
         Parameters
         ----------
@@ -532,8 +534,105 @@ class SequentialCertificationResult(CertificationResult):
         Returns
         -------
         SequentialCertificationResult
-            ``decisions`` marks as robust every target radius the new
-            certificate reaches; "not robust" decisions are kept.
+            Certificates and ``decisions`` both recomputed for the new
+            procedure, radius kind and ``alpha``; ``alpha_not_robust`` is
+            kept.
+
+        Notes
+        -----
+        **The decisions are recomputed, none is kept.**  A decision answers a
+        question about one radius kind: "not robust at r" (``-1``) claims
+        that even the exact radius (infinitely many draws) of the stored
+        kind is below ``r``, and the exact ``multi`` radius
+        :math:`\frac{\sigma}{2}(\Phi^{-1}(p_A) - \Phi^{-1}(p_B))` exceeds
+        the exact ``mono`` radius :math:`\sigma\Phi^{-1}(p_A)` whenever
+        :math:`p_B < 1 - p_A`, so a ``-1`` of a ``mono`` run can be wrong
+        for ``multi``.  Each input's decision at each target radius ``r``
+        is therefore computed afresh from its stored statistics at its
+        stopping time :math:`\tau` (``n_draws``), exactly as the forward
+        run computes it:
+
+        * ``1`` (robust) iff the new certified radius is at least ``r``;
+        * ``-1`` (not robust) iff the anytime upper bound on the exact radius
+          of the new kind is below ``r``: :math:`\sigma\Phi^{-1}(U_A)` with
+          the new procedure's confidence sequence at ``alpha_not_robust``
+          (``mono``), or :math:`\frac{\sigma}{2}(\Phi^{-1}(U_A) -
+          \Phi^{-1}(L_{I_2}))` with ``alpha_not_robust / 2`` on each
+          sequence, :math:`I_2` the selection runner-up (``multi``); never
+          when ``alpha_not_robust`` is 0;
+        * ``0`` otherwise.  ``1`` takes precedence, so no decision
+          contradicts the returned radius.
+
+        The class :math:`A` is the procedure's, which for ``TopClass``,
+        ``Bonferroni`` and ``ClassPartitioning`` alike is the first maximum
+        of the selection statistics (the forward run's class), and
+        :math:`I_2` the first maximum of the others; for soft smoothing the
+        statistics are sums of [0, 1]-valued scores, bounded by the same
+        sequences.
+
+        **Why the recomputation is valid.**  Conditional on the selection
+        draws (which fix :math:`A`, :math:`I_2`, the procedure's buckets and,
+        for soft smoothing, each input's map and temperature, and are
+        independent of the estimation draws), each confidence sequence at
+        level :math:`a` holds simultaneously at every :math:`n`:
+        :math:`P(\exists n: p_A > U_n) \le a`, and likewise for the lower
+        sequences.  On the event that it holds at every :math:`n`, it holds
+        at :math:`n = \tau`, whatever rule chose :math:`\tau` (one made for
+        another kind, procedure or ``alpha`` included).  Hence:
+
+        * a ``1`` claims that the exact radius is at least the certified
+          one, which is at least ``r``; it is wrong only if the new
+          certificate's bounds fail at :math:`\tau`, probability at most the
+          new ``alpha`` (the procedure's union bound over its anytime-valid
+          bounds);
+        * a ``-1`` claims that the exact radius is below ``r``; since
+          :math:`p_B \ge p_{I_2}` and both radii increase with
+          :math:`p_A` and decrease with :math:`p_B`, the exact radius is at
+          most the upper bound unless :math:`p_A > U_A` or
+          :math:`p_{I_2} < L_{I_2}` at :math:`\tau`, probability at most
+          ``alpha_not_robust`` (``alpha_not_robust / 2`` per sequence for
+          ``multi``).
+
+        So all decisions of an input, over all target radii, are correct
+        with probability at least ``1 - alpha - alpha_not_robust``, with
+        ``alpha`` the new certificate's level; the certificate itself needs
+        only ``alpha``.  A fixed-``n`` interval has no such guarantee at
+        :math:`\tau`, which is why it is refused.  Each recertified result
+        is valid on its own; reporting the best of several recertifications
+        of the same statistics is a selection among them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from smoothlearn.intervals import ClassPartitioning, TopClass
+        >>> from smoothlearn.sequential import (BettingConfidenceSequence,
+        ...     SequentialCertificationResult)
+        >>> cs = BettingConfidenceSequence()
+        >>> res = SequentialCertificationResult(
+        ...     prediction=np.array([0]), radius=np.zeros(1),
+        ...     pA_lower=np.zeros(1), pB_upper=np.ones(1),
+        ...     abstained=np.array([True]), n_bounds=np.ones(1, int),
+        ...     selection=np.array([[70, 15, 15]]),
+        ...     estimation=np.array([[7_000, 1_500, 1_500]]),
+        ...     estimation_sq=np.array([[7_000, 1_500, 1_500]]),
+        ...     n0=100, n=10_000, sigma=1.0, alpha=0.005,
+        ...     interval=TopClass(binomial=cs), kind="mono",
+        ...     smoothing="hard", classes=np.arange(3),
+        ...     n_draws=np.array([10_000]), target_radius=np.array([0.65]),
+        ...     decisions=np.zeros((1, 1), np.int8), alpha_not_robust=0.005)
+
+        The mono radius is at most 0.58 (upper sequence): not robust at 0.65.
+
+        >>> res.recertify().decisions
+        array([[-1]], dtype=int8)
+
+        The multi radius of the same statistics is certified above 0.65: the
+        mono "not robust" must not survive the change of kind.
+
+        >>> multi = res.recertify(radius="multi",
+        ...                       interval=ClassPartitioning(binomial=cs))
+        >>> multi.decisions, round(float(multi.radius[0]), 3)
+        (array([[1]], dtype=int8), 0.719)
         """
         if lipschitz is not None or radius_method is not None:
             raise ValueError(
@@ -557,14 +656,27 @@ class SequentialCertificationResult(CertificationResult):
             alpha=alpha,
         )
         abst = np.asarray(abstained(b.pA_lower, b.pB_upper, kind), bool).reshape(-1)
-        decisions = self.decisions.copy()
-        reached = low[:, None] >= self.target_radius[None, :]
-        decisions[reached & (decisions == 0)] = 1
-        decisions[~reached & (decisions == 1)] = 0
+        radius = np.where(abst, 0.0, low)
+        # Every decision recomputed at each input's stopping time for the new
+        # kind and procedure (see Notes); none is carried over.
+        up = np.full(radius.shape, np.inf)
+        if self.alpha_not_robust > 0 and self.target_radius.size > 0:
+            prediction = np.asarray(b.prediction, dtype=np.int64)
+            up = _upper_radius(
+                procedure.binomial,
+                self.estimation,
+                self.n_draws,
+                prediction,
+                _runner_up(self.selection, prediction),
+                kind=kind,
+                sigma=self.sigma,
+                alpha=self.alpha_not_robust,
+            )
+        decisions = _decisions(radius, up, self.target_radius)
         return replace(
             self,
             prediction=_labels(self.classes, b.prediction, abst, self.abstain_label),
-            radius=np.where(abst, 0.0, low),
+            radius=radius,
             pA_lower=np.asarray(b.pA_lower, dtype=np.float64),
             pB_upper=np.asarray(b.pB_upper, dtype=np.float64),
             abstained=abst,

@@ -6,6 +6,8 @@ properties over seeds; and validity by simulation (marked slow), each with
 its own false-alarm rate stated.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.integrate import quad
@@ -679,3 +681,262 @@ def test_certificates_of_the_certifier_are_valid_on_a_known_model():
     wrong_robust = ((res.decisions[:, 0] == 1) & (x0[:, 0] < 0.25)).sum()
     wrong_not = ((res.decisions[:, 0] == -1) & (x0[:, 0] > 0.25)).sum()
     assert wrong_robust + wrong_not <= _max_failures(40, 0.2)
+
+
+# ---------------------------------------------------------------------------
+# recertify to another radius kind (issue 17, defect 1)
+# ---------------------------------------------------------------------------
+def _contradictions(res):
+    """Decisions that contradict the result's own radius (never allowed)."""
+    r = res.target_radius[None, :]
+    radius = res.radius[:, None]
+    return ((res.decisions == -1) & (radius >= r)) | (
+        (res.decisions == 1) & (radius < r)
+    )
+
+
+def _wrong_decisions(decisions, target_radius, exact):
+    """Per input: does any decision contradict the exact radius ``exact``?
+
+    ``1`` claims exact >= certified >= r, ``-1`` claims exact < r.
+    """
+    r = np.asarray(target_radius)[None, :]
+    exact = np.asarray(exact)[:, None]
+    return np.any(
+        ((decisions == 1) & (exact < r)) | ((decisions == -1) & (exact >= r)), 1
+    )
+
+
+# Thresholds of a 3-class IntervalClassifier whose smoothed probabilities at
+# projection u = 0 and sigma = 1 are (0.7, 0.15, 0.15).
+_THRESHOLDS_3 = np.array([ndtri(0.7), ndtri(0.85)])
+
+
+def _threshold_probabilities(u, sigma=1.0):
+    """P(class k) of the threshold model at projection u (one row per u)."""
+    edges = np.r_[-np.inf, _THRESHOLDS_3, np.inf]
+    return np.diff(ndtr((edges[None, :] - np.asarray(u, float)[:, None]) / sigma), 1)
+
+
+def _exact_radii(probs, chosen, sigma=1.0):
+    """Exact (infinite-draw) mono and multi radii of the chosen class."""
+    rows = np.arange(len(probs))
+    p_a = probs[rows, chosen]
+    others = probs.copy()
+    others[rows, chosen] = -np.inf
+    mono = sigma * ndtri(p_a)
+    multi = 0.5 * sigma * (ndtri(p_a) - ndtri(others.max(1)))
+    return mono, multi
+
+
+@pytest.fixture
+def issue17_mono():
+    """The reproduction of issue 17, defect 1: a "not robust" mono run.
+
+    Class probabilities 0.7 / 0.15 / 0.15 under the noise (sigma = 1), so the
+    exact mono radius is Phi^-1(0.7) = 0.524 and the exact multi radius
+    (Phi^-1(0.7) - Phi^-1(0.15)) / 2 = 0.780, on either side of r = 0.65.
+    The model reads the first coordinate only: the 200 inputs are at 0 there
+    but distinct (second coordinate 0 ... 199), so their noise streams are
+    independent whatever identifies a stream (position or content).
+    """
+    from conftest import IntervalClassifier
+
+    model = IntervalClassifier([1.0, 0.0], _THRESHOLDS_3)
+    X_fit = np.array([[-2.0, 0.0], [0.0, 0.0], [2.0, 0.0]], dtype=np.float32)
+    clf = SmoothedClassifier(model, sigma=1.0, alpha=0.01, random_state=0)
+    clf.fit(X_fit, [0, 1, 2])
+    X = np.stack([np.zeros(200), np.arange(200.0)], 1).astype(np.float32)
+    res = SequentialCertifier(clf, target_radius=0.65).certify(X)
+    return res
+
+
+def test_recertify_to_multi_does_not_keep_mono_not_robust(issue17_mono):
+    res = issue17_mono
+    mono, multi = ndtri(0.7), 0.5 * (ndtri(0.7) - ndtri(0.15))
+    assert res.kind == "mono" and mono < 0.65 <= multi
+    assert res.alpha == 0.005 and res.alpha_not_robust == 0.005
+    # Each input's decisions are wrong with probability <= its share of alpha,
+    # independently over the 200 inputs; a count above
+    # binom.ppf(1 - 1e-6, 200, 0.005) = 8 has probability <= 1e-6 (this
+    # check's false-alarm rate, and that of each check below).
+    budget = int(binom.ppf(1 - 1e-6, 200, 0.005))
+    assert budget == 8
+    # The mono run: "not robust" is right (measured: all 200).
+    assert (res.decisions == 1).sum() <= budget
+    assert (res.decisions == -1).mean() > 0.9
+    assert not _contradictions(res).any()
+
+    cpm = ClassPartitioning(binomial=BettingConfidenceSequence())
+    multi_res = res.recertify(radius="multi", interval=cpm)
+    # Before the fix all 200 "not robust" were kept, 73 of them (36.5 %) next
+    # to a certified multi radius >= 0.65.  Now no decision contradicts the
+    # radius, and a -1 (wrong here: the exact multi radius is 0.780) is as
+    # rare as alpha_not_robust allows (measured: none; 73 robust, 127
+    # undecided).
+    assert not _contradictions(multi_res).any()
+    assert (multi_res.decisions == -1).sum() <= budget
+    robust = multi_res.decisions[:, 0] == 1
+    np.testing.assert_array_equal(robust, multi_res.radius >= 0.65)
+    assert robust.sum() > 20  # the multi certificate does reach 0.65 often
+    # The decisions are a function of the statistics, the kind and the
+    # procedure: going back recomputes the mono run's decisions exactly.
+    back = multi_res.recertify(
+        radius="mono", interval=TopClass(binomial=BettingConfidenceSequence())
+    )
+    np.testing.assert_array_equal(back.decisions, res.decisions)
+    np.testing.assert_array_equal(back.radius, res.radius)
+
+
+def test_recertified_decisions_survive_save_and_load(issue17_mono, tmp_path):
+    cpm = ClassPartitioning(binomial=BettingConfidenceSequence())
+    multi_res = issue17_mono.recertify(radius="multi", interval=cpm, alpha=0.002)
+    assert np.any(multi_res.decisions != issue17_mono.decisions)
+    path = tmp_path / "recertified.npz"
+    multi_res.save(path)
+    back = CertificationResult.load(path)
+    assert type(back) is SequentialCertificationResult
+    _same_result(back, multi_res)
+    assert back.kind == "multi" and back.alpha == 0.002
+    # Recertifying the loaded result with its own settings changes nothing.
+    _same_result(back.recertify(), multi_res)
+
+
+def test_recertify_never_decides_not_robust_without_its_budget(issue17_mono):
+    # alpha_not_robust = 0 (no "not robust" decision was ever allowed): the
+    # recomputation may certify, never conclude "not robust".
+    res = replace(issue17_mono, alpha_not_robust=0.0)
+    for kind, procedure in (("mono", TopClass), ("multi", ClassPartitioning)):
+        again = res.recertify(
+            radius=kind, interval=procedure(binomial=BettingConfidenceSequence())
+        )
+        assert not np.any(again.decisions == -1)
+        np.testing.assert_array_equal(again.decisions[:, 0] == 1, again.radius >= 0.65)
+
+
+def _gamma_draw(probs, gen, concentration=3.0):
+    """Soft scores: Dirichlet(concentration * p) draws, mean p, on the simplex."""
+
+    def draw(indices, m, round_index):
+        shape = concentration * probs[indices][:, None, :]
+        g = gen.gamma(shape, size=(indices.size, m, probs.shape[1]))
+        s = g / g.sum(2, keepdims=True)
+        return s.sum(1), (s * s).sum(1)
+
+    return draw
+
+
+def _as_result(out, selection, procedure, *, kind, sigma, target, a_r, a_nr, soft):
+    """The SequentialCertificationResult that certify builds from the engine."""
+    abst = out["abstained"]
+    return SequentialCertificationResult(
+        prediction=np.where(abst, -1, out["prediction"]),
+        radius=np.where(abst, 0.0, out["radius"]),
+        pA_lower=out["pA_lower"],
+        pB_upper=out["pB_upper"],
+        abstained=abst,
+        n_bounds=out["n_bounds"],
+        selection=selection,
+        estimation=out["estimation"],
+        estimation_sq=out["estimation_sq"],
+        n0=int(selection.sum(1).max()),
+        n=int(out["n_draws"].max()),
+        sigma=sigma,
+        alpha=a_r,
+        interval=procedure,
+        kind=kind,
+        smoothing="soft" if soft else "hard",
+        classes=np.arange(selection.shape[1]),
+        n_draws=out["n_draws"],
+        target_radius=np.asarray(target, float),
+        decisions=out["decisions"],
+        alpha_not_robust=a_nr,
+    )
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["counts", "soft"])
+@pytest.mark.parametrize("forward", ["mono", "multi"])
+def test_recertified_decisions_are_valid_against_known_truth(forward, soft):
+    """Wrong decisions after recertify to the other kind, against exact radii.
+
+    The threshold model at 7 projections u, 250 inputs each: u = 0 (exact
+    mono 0.524 < r = 0.65 < exact multi 0.780), the two points where the
+    exact mono or the exact multi radius is r (plus and minus 1e-9, so one
+    of the two answers is wrong there) and two easy points.  Hard counts are
+    multinomial draws; soft scores are Dirichlet draws with the same means
+    (the exact radii of the soft classifier are those of the means).  The
+    engine runs in the ``forward`` kind with alpha = 0.2 (0.1 / 0.1); the
+    result is recertified to the other kind.  An input's decisions are all
+    right with probability >= 1 - alpha - alpha_not_robust = 0.8,
+    independently over inputs, so the number of inputs with a wrong decision
+    is stochastically below Binomial(1750, 0.2); the check fails when its
+    upper tail is below 1e-6 (this test's false-alarm rate).  Keeping the
+    forward run's "not robust" decisions (the defect) fails the same check
+    for a mono run (negative control).
+    """
+    gen = np.random.default_rng(17 + soft + 2 * (forward == "multi"))
+    sigma, r, alpha, a_nr = 1.0, np.array([0.4, 0.65]), 0.2, 0.1
+    u_mono = ndtri(0.7) - 0.65  # exact mono radius Phi^-1(p_A) = 0.65
+    u_multi = 0.1304169511009151  # exact multi radius 0.65 (brentq)
+    u = np.repeat(
+        [0.0, u_mono - 1e-9, u_mono + 1e-9, u_multi - 1e-9, u_multi + 1e-9, -1, 0.6],
+        250,
+    )
+    probs = _threshold_probabilities(u, sigma)
+    np.testing.assert_allclose(_exact_radii(probs[250:251], [0])[0], 0.65)
+    np.testing.assert_allclose(_exact_radii(probs[750:751], [0])[1], 0.65)
+    selection = gen.multinomial(100, probs)
+    if soft:
+        selection = selection.astype(float)
+    procedures = {
+        "mono": TopClass(binomial=BettingConfidenceSequence()),
+        "multi": ClassPartitioning(binomial=BettingConfidenceSequence()),
+    }
+    new = "multi" if forward == "mono" else "mono"
+    out = _run(
+        probs,
+        gen,
+        target_radius=r,
+        procedure=procedures[forward],
+        kind=forward,
+        sigma=sigma,
+        alpha=alpha,
+        n_max=4_000,
+        selection=selection,
+        draw=_gamma_draw(probs, gen) if soft else None,
+        soft=soft,
+    )
+    res = _as_result(
+        out,
+        selection,
+        procedures[forward],
+        kind=forward,
+        sigma=sigma,
+        target=r,
+        a_r=alpha - a_nr,
+        a_nr=a_nr,
+        soft=soft,
+    )
+    np.testing.assert_array_equal(res.recertify().decisions, res.decisions)
+    again = res.recertify(radius=new, interval=procedures[new])
+    assert again.kind == new and not _contradictions(again).any()
+    # Truth of the chosen class (the selection's argmax, as every procedure).
+    mono, multi = _exact_radii(probs, selection.argmax(1), sigma)
+    exact = {"mono": mono, "multi": multi}
+    n_inputs = len(u)
+
+    def too_many(n_wrong):
+        return binom.sf(n_wrong - 1, n_inputs, alpha) < 1e-6
+
+    wrong = _wrong_decisions(again.decisions, r, exact[new]).sum()
+    assert not too_many(wrong), wrong
+    # The forward decisions were valid for their own kind.
+    assert not too_many(_wrong_decisions(res.decisions, r, exact[forward]).sum())
+    # Negative control: the old recertify kept the forward "not robust".
+    kept = np.where(res.decisions == -1, -1, again.decisions)
+    wrong_kept = _wrong_decisions(kept, r, exact[new]).sum()
+    if forward == "mono":
+        assert too_many(wrong_kept), wrong_kept
+    else:
+        # A multi "not robust" implies a mono one (mono <= multi radius).
+        assert wrong_kept == wrong
