@@ -62,10 +62,14 @@ INTERVALS = [
 ]
 IDS = [type(m).__name__ for m in INTERVALS]
 
+# derandomize: the same 150 examples at every run, so CI never flakes on a
+# rare example; the random search is run by hand with many more examples
+# (it found the Wilson and Agresti-Coull cancellations fixed in _binomial.py).
 PROPERTY = settings(
     max_examples=150,
     deadline=None,
     database=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 

@@ -251,8 +251,25 @@ class AgrestiCoull(IntervalEstimator):
         z2 = z * z
         n_tilde = n + z2
         p_tilde = (k + z2 / 2.0) / n_tilde
-        out = p_tilde - z * np.sqrt(p_tilde * (1.0 - p_tilde) / n_tilde)
+        q_tilde = (n - k + z2 / 2.0) / n_tilde  # 1 - p_tilde, without cancellation
+        root = z * np.sqrt(p_tilde * q_tilde / n_tilde)
+        # For k >= n/2, 1 minus the distance to 1: near k = n (n ~ 2**53)
+        # p_tilde itself rounds away most of that distance, and the bound was
+        # not monotone in alpha there.  The branch depends on (k, n) only.
+        out = np.where(2.0 * k >= n, 1.0 - (q_tilde + root), p_tilde - root)
         return np.where(k > 0, out, 0.0)
+
+    def _upper(self, k, n, alpha, sum_sq):
+        # The reflection 1 - lower(n - k) in closed form: with 1 - p_tilde(n - k)
+        # = p_tilde(k) it is p_tilde(k) + z sqrt(...).  Computing it directly
+        # avoids the cancellation of 1 - (1 - tiny) near k = 0, which at
+        # n ~ 2**36 made the upper bound smaller at a smaller alpha.
+        z = _z(alpha)
+        z2 = z * z
+        n_tilde = n + z2
+        p_tilde = (k + z2 / 2.0) / n_tilde
+        out = p_tilde + z * np.sqrt(p_tilde * (1.0 - p_tilde) / n_tilde)
+        return np.where(k < n, out, 1.0)
 
 
 class Jeffreys(IntervalEstimator):
