@@ -207,10 +207,16 @@ def _released_resnet50_state_dict(params, prefix="1.module."):
     return state
 
 
-def _save_checkpoint(path, arch, state_dict, **extra):
-    # What Cohen et al.'s train.py saves (an SGD optimizer's state dict).
+def _save_checkpoint(path, arch, state_dict, legacy=False, **extra):
+    # What Cohen et al.'s train.py saves (an SGD optimizer's state dict); the
+    # released files of 2019 are in torch's legacy (pre-1.6, non-zip) format.
+    momentum = {
+        i: {"momentum_buffer": torch.zeros_like(v)}
+        for i, v in enumerate(state_dict.values())
+        if legacy and v.is_floating_point()
+    }
     optimizer = {
-        "state": {},
+        "state": momentum,
         "param_groups": [
             {
                 "lr": 0.001,
@@ -225,7 +231,7 @@ def _save_checkpoint(path, arch, state_dict, **extra):
     payload = {"epoch": 90, "arch": arch, "state_dict": state_dict}
     payload["optimizer"] = optimizer
     payload.update(extra)
-    torch.save(payload, path)
+    torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
     return path
 
 
@@ -339,9 +345,10 @@ def test_resnet50_checkpoint_under_dataparallel_gives_the_same_logits(tmp_path):
     assert (got - want).abs().max().item() <= 1e-5
 
 
-def test_resnet20_without_num_batches_tracked_and_bare_state_dicts(tmp_path):
-    # torch < 0.4.1 saved no num_batches_tracked; torchvision-style bare state
-    # dicts have no '1.' prefix and no 'arch' entry.
+def test_resnet20_legacy_format_without_num_batches_tracked_and_bare(tmp_path):
+    # torch < 0.4.1 saved no num_batches_tracked, torch < 1.6 the legacy
+    # format; torchvision-style bare state dicts have no '1.' prefix and no
+    # 'arch' entry.
     params = _cifar_params(20, 10, seed=4)
     state = {
         k: v
@@ -350,7 +357,7 @@ def test_resnet20_without_num_batches_tracked_and_bare_state_dicts(tmp_path):
     }
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     want = _cifar_forward(params, x)
-    old = _save_checkpoint(tmp_path / "old.pth.tar", "cifar_resnet20", state)
+    old = _save_checkpoint(tmp_path / "old.pth.tar", "cifar_resnet20", state, True)
     bare = tmp_path / "bare.pth"
     torch.save({k.removeprefix("1."): v for k, v in state.items()}, bare)
     for model in (load_checkpoint(old), load_checkpoint(bare, arch="cifar_resnet20")):
