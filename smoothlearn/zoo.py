@@ -167,10 +167,12 @@ class NormalizeLayer(nn.Module):
         self.register_buffer("std", std_t, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` per channel; ``x`` of shape (batch, C, H, W)."""
         # Indexing with None (not x.dim()) keeps the layer traceable by torch.fx.
         return (x - self.mean[:, None, None]) / self.std[:, None, None]
 
     def extra_repr(self) -> str:
+        """The channel statistics, shown by ``repr``."""
         mean = ", ".join(f"{v:.4g}" for v in self.mean.tolist())
         std = ", ".join(f"{v:.4g}" for v in self.std.tolist())
         return f"mean=({mean}), std=({std})"
