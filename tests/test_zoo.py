@@ -647,3 +647,22 @@ def test_certify_log_validates_its_columns():
     with pytest.raises(ValueError, match="no inputs"):
         log.certified_accuracy(0.0)
     assert repr(log) == "CertifyLog(n_inputs=0)"
+
+
+def test_a_zoo_model_certifies_and_its_log_matches_the_result(tmp_path):
+    # End to end through the engine: random weights, tiny n (speed only).
+    from smoothlearn import SmoothedClassifier
+
+    model = get_architecture("cifar_resnet20").eval()
+    X = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(9)).numpy()
+    y = np.array([0, 3, 9])
+    clf = SmoothedClassifier(model, sigma=0.25, n0=10, n=60, alpha=0.01, random_state=0)
+    result = clf.fit(X, y).certify(X)
+    assert result.selection.shape == (3, 10)
+    write_certify_log(result, y, tmp_path / "log", idx=[0, 20, 40], time=1.5)
+    log = read_certify_log(tmp_path / "log")
+    r = np.unique(np.concatenate([[0.0], result.radius]))
+    np.testing.assert_array_equal(
+        log.certified_accuracy(r), certified_accuracy(y, result, r)
+    )
+    np.testing.assert_array_equal(log.predict == -1, result.abstained)
