@@ -8,6 +8,7 @@ alone: no ``plt.show()``, no style or ``rcParams`` changes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -54,10 +55,15 @@ def _is_result(obj) -> bool:
     return hasattr(obj, "radius") and hasattr(obj, "prediction")
 
 
+def _is_log(obj) -> bool:
+    # A smoothlearn.zoo.CertifyLog (duck typing: zoo imports torch).
+    return hasattr(obj, "certified_accuracy_curve") and hasattr(obj, "correct")
+
+
 def _is_curve(obj) -> bool:
     if not isinstance(obj, tuple | list) or len(obj) != 2:
         return False
-    if any(_is_result(o) for o in obj):
+    if any(_is_result(o) or _is_log(o) for o in obj):
         return False
     try:
         radii, acc = (np.asarray(o, dtype=float) for o in obj)
@@ -71,14 +77,14 @@ def _as_items(curves, labels):
     if isinstance(curves, Mapping):
         items = list(curves.values())
         keys = [str(k) for k in curves]
-    elif _is_result(curves) or _is_curve(curves):
+    elif _is_result(curves) or _is_log(curves) or _is_curve(curves):
         items, keys = [curves], [None]
     elif isinstance(curves, Sequence) and not isinstance(curves, str):
         items, keys = list(curves), [None] * len(curves)
     else:
         raise TypeError(
-            "Expected a CertificationResult, a (radii, accuracy) tuple, or a "
-            f"list or dict of them. Got {type(curves).__name__} instead."
+            "Expected a CertificationResult, a CertifyLog, a (radii, accuracy) "
+            f"tuple, or a list or dict of them. Got {type(curves).__name__} instead."
         )
     if not items:
         raise ValueError("Nothing to plot: 'curves' is empty.")
@@ -100,6 +106,8 @@ def _default_label(item, i):
     interval, kind = getattr(item, "interval", None), getattr(item, "kind", None)
     if _is_result(item) and interval is not None and kind is not None:
         return f"{type(interval).__name__}, {kind}"
+    if _is_log(item) and getattr(item, "source", None):
+        return os.path.basename(item.source)
     return f"curve {i}"
 
 
@@ -116,16 +124,20 @@ def plot_certified_accuracy(
 
     Parameters
     ----------
-    curves : CertificationResult, tuple or list or dict of them
+    curves : CertificationResult, CertifyLog, tuple or list or dict of them
         What to draw: a :class:`~smoothlearn.CertificationResult` (``y`` is
-        then required), a ``(radii, accuracy)`` pair of 1-D arrays (for
-        example from :func:`smoothlearn.metrics.certified_accuracy_curve`),
-        or a list of these, or a dict ``{label: curve}``.
+        then required), a published log (a :class:`~smoothlearn.zoo.CertifyLog`
+        from :func:`~smoothlearn.zoo.read_certify_log`, which carries its own
+        labels), a ``(radii, accuracy)`` pair of 1-D arrays (for example from
+        :func:`smoothlearn.metrics.certified_accuracy_curve`), or a list of
+        these, or a dict ``{label: curve}``: a published log beside a new
+        result is ``plot_certified_accuracy({"published": log, "mine":
+        result}, y)``.
     y : array-like of shape (n_samples,), default=None
         True labels of the certified inputs; needed for results.
     labels : list of str, default=None
-        One legend entry per curve.  Defaults to the dict keys, or to the
-        interval and radius stored in each result.
+        One legend entry per curve.  Defaults to the dict keys, to the
+        interval and radius stored in each result, or to a log's file name.
     max_radius : float, default=None
         Right end of the radius axis; defaults to the largest finite radius.
     ax : matplotlib Axes, default=None
@@ -142,8 +154,8 @@ def plot_certified_accuracy(
     The certified accuracy at radius ``r`` is the fraction of inputs whose
     prediction is correct (abstentions count as wrong) and whose certified
     radius is at least ``r``.  It is a non-increasing step function of
-    ``r``, continuous from the left; results are drawn exactly, as steps
-    that drop at every distinct certified radius.
+    ``r``, continuous from the left; results and logs are drawn exactly, as
+    steps that drop at every distinct certified radius.
 
     Examples
     --------
@@ -159,15 +171,18 @@ def plot_certified_accuracy(
     ax = _get_ax(ax)
     right = 0.0
     for label, item in _as_items(curves, labels):
-        if _is_result(item):
-            if y is None:
+        if _is_result(item) or _is_log(item):
+            if _is_log(item):
+                radii, acc = item.certified_accuracy_curve()
+            elif y is None:
                 raise ValueError(
                     "The 'y' parameter is required to plot the certified "
                     "accuracy of a CertificationResult."
                 )
-            from .metrics import certified_accuracy_curve
+            else:
+                from .metrics import certified_accuracy_curve
 
-            radii, acc = certified_accuracy_curve(y, item)
+                radii, acc = certified_accuracy_curve(y, item)
             # accuracy(r) counts radii >= r: constant on (r_i, r_{i+1}], then
             # it drops to 0 after the largest radius.
             radii, acc = np.append(radii, radii[-1]), np.append(acc, 0.0)

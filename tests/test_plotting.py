@@ -215,3 +215,47 @@ def test_certified_accuracy_of_a_result_is_the_exact_step_curve():
 
     ax = plot_radius_histogram([res, res], y, labels=["a", "b"], bins=4)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+
+
+def test_published_log_beside_a_result_in_one_call(tmp_path):
+    from smoothlearn import CertificationResult
+    from smoothlearn.zoo import CertifyLog, read_certify_log
+
+    path = tmp_path / "sigma_0.25"
+    path.write_text(
+        "idx\tlabel\tpredict\tradius\tcorrect\ttime\n"
+        "0\t3\t3\t0.378\t1\t15.4\n"
+        "20\t7\t-1\t0.0\t0\t15.6\n"
+        "40\t4\t4\t0.941\t1\t15.7\n"
+        "60\t2\t4\t0.5\t0\t15.7\n"
+    )
+    log = read_certify_log(path)
+    res = CertificationResult.from_statistics(
+        selection=[[100, 0], [100, 0]],
+        estimation=[[1000, 0], [900, 100]],
+        n0=100,
+        n=1000,
+        sigma=0.5,
+        alpha=0.001,
+    )
+    ax = plot_certified_accuracy({"Cohen et al.": log, "this run": res}, [0, 0])
+    published, ours = ax.get_lines()
+    assert [published.get_label(), ours.get_label()] == ["Cohen et al.", "this run"]
+    assert published.get_drawstyle() == ours.get_drawstyle() == "steps-pre"
+    r, acc = published.get_xdata(), published.get_ydata()
+    # 0, the two correct radii, and the final drop to 0
+    np.testing.assert_array_equal(r, [0.0, 0.378, 0.941, 0.941])
+    for lo, hi, value in zip(r[:-1], r[1:], acc[1:], strict=True):
+        if hi > lo:
+            assert value == log.certified_accuracy((lo + hi) / 2)
+    assert acc[0] == log.certified_accuracy(0.0) == 0.5
+    assert acc[-1] == 0.0
+
+    # alone, without y, labelled by its file name; a list mixes both kinds
+    ax = plot_certified_accuracy(log)
+    assert ax.get_lines()[0].get_label() == "sigma_0.25"
+    ax = plot_certified_accuracy([log, res], [0, 0])
+    assert len(ax.get_lines()) == 2
+    unnamed = CertifyLog(idx=[0], label=[1], predict=[1], radius=[0.2], correct=[1])
+    ax = plot_certified_accuracy([unnamed])
+    assert ax.get_lines()[0].get_label() == "curve 0"
