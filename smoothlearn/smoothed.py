@@ -6,7 +6,7 @@ import math
 import warnings
 from contextlib import nullcontext
 from numbers import Integral, Real
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -75,6 +75,21 @@ def _predict_p_values(counts: NDArray) -> tuple[NDArray, NDArray]:
     return top.astype(np.int64), round_up(p_value)
 
 
+class _SoftSelection(NamedTuple):
+    """What the soft selection pass chose, per input (see ``_soft_selection``)."""
+
+    procedure: object
+    L_logits: float | None
+    constants: NDArray | None  # score constant of every candidate, or None
+    adapter: object
+    root: int
+    sums: NDArray  # (n_candidates, n_inputs, n_classes) selection sums
+    chosen: NDArray  # (n_inputs,) index of each input's candidate
+    maps: NDArray  # (n_inputs,) simplex map names
+    temps: NDArray  # (n_inputs,) temperatures
+    codes: NDArray  # (n_inputs,) simplex map codes
+
+
 class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     r"""Randomized-smoothing classifier with certified l2 robustness.
 
@@ -110,7 +125,9 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         Number of selection draws per input (they choose the class).
     n : int, default=100_000
         Number of estimation draws per input (they bound its probability);
-        also the number of draws of :meth:`predict` and :meth:`predict_proba`.
+        also the number of draws of :meth:`predict` and :meth:`predict_proba`
+        (soft smoothing: after the same ``n0`` selection draws as
+        :meth:`certify`).
     alpha : float, default=0.001
         Total failure probability of each input's certificate (and of each
         :meth:`predict` answer), in (0, 1).
@@ -177,7 +194,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     n_jobs : int, default=None
         Number of joblib workers over which :meth:`certify`, :meth:`predict`
         and :meth:`predict_proba` split the inputs (hard smoothing; soft
-        certification runs in the calling process).  None means 1 unless
+        smoothing runs in the calling process).  None means 1 unless
         inside a :func:`joblib.parallel_config` context, -1 all processors;
         under ``joblib.parallel_config(backend="dask")`` the chunks run on
         the Dask cluster.  The noise of an input depends on the seed and the
@@ -246,7 +263,12 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     class when the two-sided binomial test of :math:`n_A` out of
     :math:`n_A + n_B` at 1/2 has p-value :math:`\le \alpha`, else abstains; it
     returns a class other than :math:`g(x)` with probability at most
-    ``alpha``.
+    ``alpha``.  With soft smoothing, :meth:`predict` answers for the soft
+    classifier that :meth:`certify` certifies: the class and (map, t) chosen
+    on the same ``n0`` selection draws, returned only if, on ``n`` fresh
+    draws, a lower confidence bound at level ``alpha`` on each paired margin
+    :math:`(1 + f_A - f_c)/2` exceeds 1/2 (see :meth:`predict`); and
+    :meth:`predict_proba` returns the soft class-score means.
 
     The noise of an input depends on ``random_state``, on the input's own
     values (a hash of them), on the stage (selection, estimation, predict)
@@ -722,27 +744,95 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     # public prediction API
     # ------------------------------------------------------------------
     def predict(self, X: ArrayLike) -> NDArray:
-        """Cohen's PREDICT: the smoothed class, or the abstain label.
+        r"""The smoothed class, or the abstain label (wrong with probability <= alpha).
+
+        ``smoothing="hard"``: Cohen's PREDICT for
+        :math:`g(x) = \arg\max_c P(f(x + d) = c)`.  ``smoothing="soft"``: the
+        class of the soft smoothed classifier that :meth:`certify` certifies,
+        :math:`g(x) = \arg\max_c \tilde f_c(x)`, by a paired test of its
+        candidate class against every other class (see Notes).
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \\*input_shape)
+        X : array-like of shape (n_inputs, \*input_shape)
 
         Returns
         -------
         y_pred : ndarray of shape (n_inputs,)
             Labels of ``classes_``; ``abstain_label_`` (``-1`` for integer
-            labels) where the binomial test does not separate the two top
-            classes at level ``alpha``.
+            labels) where the test does not separate the class from the
+            others at level ``alpha``.
 
         Notes
         -----
-        Uses ``n`` draws per input, the same draws as :meth:`predict_proba`
-        for the same ``random_state``.  The two-sided p-value is
-        ``min(1, 2 * BinomCDF(n_B; n_A + n_B, 1/2))``; a class is returned with
-        probability at most ``alpha`` of differing from the smoothed class.
+        *Hard* (Cohen's PREDICT): ``n`` draws per input, the same draws as
+        :meth:`predict_proba` for the same ``random_state``.  With the two top
+        counts :math:`n_A \ge n_B`, the top class is returned when the
+        two-sided p-value ``min(1, 2 * BinomCDF(n_B; n_A + n_B, 1/2))`` is at
+        most ``alpha``; a class is returned with probability at most
+        ``alpha`` of differing from :math:`g(x)`.
+
+        *Soft*: :math:`\tilde f_c(x) = E[S(t\,z(x + d))_c]`, with each
+        input's simplex map and temperature :math:`(S, t)` and its candidate
+        class :math:`A` (the argmax of the selection means of that score)
+        chosen on the ``n0`` selection draws exactly as :meth:`certify`
+        chooses them: for the same integer ``random_state`` they are the same
+        draws, so the same :math:`(S, t)` (``certify(X).score_map`` and
+        ``temperature``) and the same class (``certify(X).prediction`` where
+        it does not abstain, the argmax of ``certify(X).selection``).  ``n``
+        fresh draws (the predict stage, independent of the selection and
+        estimation draws) give, for every class :math:`c \ne A`, the paired
+        margins
+
+        .. math::
+
+            D_c = \frac{1 + f_A - f_c}{2} \in [0, 1], \qquad
+            E[D_c] = \frac{1 + \tilde f_A(x) - \tilde f_c(x)}{2},
+
+        with :math:`f = S(t\,z(x + d))`, and :math:`A` is returned iff for
+        every :math:`c \ne A` the one-sided lower confidence bound on
+        :math:`E[D_c]` at level ``alpha`` exceeds 1/2, else the input
+        abstains.  The bound is the procedure's interval when it is a
+        guaranteed bounded-mean interval (empirical Bernstein by default,
+        Hoeffding, the betting confidence sequence), empirical Bernstein
+        otherwise; a procedure whose interval requires counts is refused, as
+        by :meth:`certify`.
+
+        Validity: given the selection draws, :math:`A` and :math:`(S, t)` are
+        fixed and the predict draws i.i.d.  If :math:`A` is not the unique
+        maximiser of :math:`\tilde f`, a fixed class :math:`c^* \ne A` has
+        :math:`\tilde f_{c^*} \ge \tilde f_A`, i.e. :math:`E[D_{c^*}] \le
+        1/2`, and returning :math:`A` needs the bound on :math:`E[D_{c^*}]`
+        to exceed 1/2, an event of probability at most ``alpha``.  Only that
+        one pair can make an answer wrong, so each test runs at the full
+        ``alpha`` with no split over classes: a class is returned with
+        probability at most ``alpha`` (total) of differing from
+        :math:`g(x)` (conservative, as the intervals are).  With one class
+        there is nothing to separate and the class is returned.  Soft
+        prediction runs in the calling process (``n_jobs`` is not used).
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from smoothlearn import SmoothedClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = SmoothedClassifier(LogisticRegression(max_iter=1000),
+        ...                          smoothing="soft", n=1000, random_state=0)
+        >>> clf.fit(X, y).predict(X[[0, 50, 100]])
+        array([0, 1, 2])
         """
         X = self._validate_X(X)
+        if self.smoothing == "soft":
+            procedure = self._soft_procedure()
+            interval = _soft_predict_interval(procedure)
+            if len(self.classes_) > 1:
+                _warn_if_n_too_small_soft_predict(self.n, self.alpha, interval)
+            top, _, d_sums, d_sums_sq = self._soft_predict_statistics(X)
+            answered = _soft_predict_answered(
+                top, d_sums, d_sums_sq, self.n, self.alpha, interval
+            )
+            return _labels(self.classes_, top, ~answered, self.abstain_label_)
         _warn_if_n_too_small_predict(self.n, self.alpha)
         counts = self._predict_counts(X)
         top, p_value = _predict_p_values(counts)
@@ -751,19 +841,71 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         )
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
-        """Smoothed class frequencies: the fraction of ``n`` noisy draws per class.
+        r"""Smoothed class scores: hard frequencies, or soft class-score means.
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \\*input_shape)
+        X : array-like of shape (n_inputs, \*input_shape)
 
         Returns
         -------
         proba : ndarray of shape (n_inputs, n_classes)
-            Monte-Carlo estimates of ``P(f(x + d) = c)``; rows sum to 1.
+            ``smoothing="hard"``: the fraction of ``n`` noisy draws whose
+            base prediction is each class, estimating ``P(f(x + d) = c)``;
+            rows sum to 1.  ``smoothing="soft"``: the mean over ``n`` draws of
+            the class scores :math:`S(t\,z(x + d))_c`, with each input's
+            :math:`(S, t)` chosen on the ``n0`` selection draws as
+            :meth:`certify` chooses it, estimating
+            :math:`\tilde f_c(x) = E[S(t\,z(x + d))_c]`, the scores whose
+            argmax :meth:`certify` certifies; rows sum to 1 up to rounding.
+
+        Notes
+        -----
+        Point estimates, with no confidence statement.  They come from the
+        same draws as :meth:`predict` for the same integer ``random_state``
+        (soft: the same selection and predict draws), so where
+        :meth:`predict` answers, its class is the argmax of this row (soft:
+        its lower bound on each margin is at most the margin's empirical
+        mean, so the class's mean is the strict maximum).
         """
-        counts = self._predict_counts(self._validate_X(X))
+        X = self._validate_X(X)
+        if self.smoothing == "soft":
+            _soft_predict_interval(self._soft_procedure())  # refuse as predict does
+            _, sums, _, _ = self._soft_predict_statistics(X)
+            return sums / float(self.n)
+        counts = self._predict_counts(X)
         return counts / float(self.n)
+
+    def _soft_predict_statistics(self, X):
+        """Soft PREDICT's draws: candidate class, score sums and margin statistics.
+
+        Returns ``top`` (n_inputs,), the class-score sums and the sums and
+        sums of squares of the margins ``D_c = (1 + f_top - f_c) / 2``, each
+        ``(n_inputs, n_classes)``, over ``n`` draws of the predict stage.
+        """
+        from .soft import _PredictMarginScore
+
+        s = self._soft_selection(X)
+        n_inputs = X.shape[0]
+        rows = np.arange(n_inputs)
+        # the class certify selects: the first maximum of the selection sums
+        top = np.argmax(s.sums[s.chosen, rows], axis=1).astype(np.int64)
+        score = _PredictMarginScore(
+            s.codes, s.temps, top, len(self.classes_), s.adapter.device
+        )
+        with self._progress(n_inputs, "predict") as bar:
+            d_sums, d_sums_sq = sample_statistics(
+                s.adapter,
+                X,
+                self.n,
+                self.sigma,
+                stage=STAGE_PREDICT,
+                seed=s.root,
+                batch_size=self.batch_size,
+                score=score,
+                progress=None if bar is None else bar.update,
+            )
+        return top, score.sums.cpu().numpy(), d_sums, d_sums_sq
 
     def certify(self, X: ArrayLike, checkpoint=None) -> CertificationResult:
         """Certify every input: prediction and certified l2 radius (Cohen's CERTIFY).
@@ -857,23 +999,31 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             )
         return 1 if out.ndim == 1 or out.shape[-1] == 1 else int(out.shape[-1])
 
-    def _certify_soft(self, X) -> CertificationResult:
-        """Soft CERTIFY: (class, map, t) on the n0 draws, bounds on the n draws."""
+    def _soft_procedure(self):
+        """The multi-class procedure of soft smoothing (None: TopClass with EB)."""
         from .intervals import EmpiricalBernstein, TopClass
+
+        if self.interval is None:
+            return TopClass(binomial=EmpiricalBernstein())
+        return _resolve_procedure(self.interval)
+
+    def _soft_selection(self, X) -> _SoftSelection:
+        """Soft selection pass: each input's (map, t) and sums on the n0 draws.
+
+        Shared by :meth:`certify` and :meth:`predict`, so that with the same
+        ``random_state`` both use the same selection draws, hence the same
+        (map, t) and the same candidate class per input.
+        """
         from .soft import (
             _CODE,
             _CandidateAccumulator,
             _default_grid,
             _LogitAdapter,
-            _PerInputScore,
             _select_candidates,
             simplex_map_constant,
         )
 
-        if self.interval is None:
-            procedure = TopClass(binomial=EmpiricalBernstein())
-        else:
-            procedure = _resolve_procedure(self.interval)
+        procedure = self._soft_procedure()
         L_logits = self._logit_lipschitz()
         if self.temperature == "auto":
             candidates = _default_grid()
@@ -921,10 +1071,24 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 constants,
                 self.radius_method,
             )
-        rows = np.arange(n_inputs)
         maps = np.array([m for m, _ in candidates])[chosen]
         temps = np.array([t for _, t in candidates], dtype=np.float64)[chosen]
         codes = np.array([_CODE[m] for m in maps], dtype=np.int64)
+        return _SoftSelection(
+            procedure, L_logits, constants, adapter, root, sums, chosen, maps,
+            temps, codes,
+        )  # fmt: skip
+
+    def _certify_soft(self, X) -> CertificationResult:
+        """Soft CERTIFY: (class, map, t) on the n0 draws, bounds on the n draws."""
+        from .soft import _PerInputScore
+
+        s = self._soft_selection(X)
+        procedure, constants = s.procedure, s.constants
+        adapter, root = s.adapter, s.root
+        sums, chosen, maps, temps, codes = s.sums, s.chosen, s.maps, s.temps, s.codes
+        n_inputs = X.shape[0]
+        rows = np.arange(n_inputs)
         score = _PerInputScore(codes, temps, adapter.device)
         with self._progress(n_inputs, "estimation") as bar:
             estimation, estimation_sq = sample_statistics(
@@ -960,6 +1124,10 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
     def score(self, X: ArrayLike, y: ArrayLike, sample_weight=None) -> float:
         """Accuracy of :meth:`predict`; an abstention counts as an error.
+
+        With ``smoothing="soft"`` this is the accuracy of the soft smoothed
+        classifier's answers (:meth:`predict`), the classifier that
+        :meth:`certify` certifies.
 
         Parameters
         ----------
@@ -1032,3 +1200,83 @@ def _warn_if_n_too_small_predict(n: int, alpha: float) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def _soft_predict_interval(procedure):
+    """The guaranteed bounded-mean interval of soft PREDICT's margin test.
+
+    The procedure's own interval when it is a guaranteed bounded-mean one,
+    empirical Bernstein when the procedure has none or an approximate one;
+    an interval that requires counts is refused, as soft certification does.
+    """
+    from .intervals import EmpiricalBernstein
+    from .result import _procedure_binomial
+
+    binomial = _procedure_binomial(procedure)
+    if binomial is None:
+        return EmpiricalBernstein()
+    if binomial.requires_counts:
+        raise ValueError(
+            f"The 'interval' procedure {procedure!r} uses an interval that "
+            "requires integer counts, but smoothing='soft' averages scores: use "
+            "a bounded-mean interval, e.g. TopClass(binomial=EmpiricalBernstein())."
+        )
+    return binomial if binomial.guaranteed else EmpiricalBernstein()
+
+
+def _soft_predict_answered(
+    top: NDArray, d_sums: NDArray, d_sums_sq: NDArray, n: int, alpha: float, interval
+) -> NDArray[np.bool_]:
+    """Rows where every margin ``D_c`` (c != top) has a lower bound above 1/2.
+
+    Each one-sided bound is at the full ``alpha``: only the pair of ``top``
+    and the true top class can make an answer wrong (see ``predict``).
+    """
+    lower = np.asarray(
+        interval.lower(d_sums, n, alpha, sum_sq=d_sums_sq), dtype=np.float64
+    ).reshape(d_sums.shape)
+    lower[np.arange(len(top)), top] = np.inf  # D_top = 1/2 is no test
+    return np.all(lower > 0.5, axis=1)
+
+
+def _min_draws_soft_predict(alpha: float, interval) -> int | None:
+    """Smallest ``n`` at which soft PREDICT can answer (None: none up to ``max_n``).
+
+    The most favourable draws have every margin equal to 1 (``f_A = 1``),
+    whose lower bound is the largest an interval gives at that ``n``.
+    """
+
+    def answers(n: int) -> bool:
+        return bool(interval.lower(n, n, alpha, sum_sq=n) > 0.5)
+
+    n_max = int(getattr(interval, "max_n", 2**53))
+    hi = 1
+    while not answers(hi):
+        if hi >= n_max:
+            return None
+        hi = min(2 * hi, n_max)
+    lo = hi // 2  # answers(lo) is False (or lo = 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if answers(mid) else (mid, hi)
+    return hi
+
+
+def _warn_if_n_too_small_soft_predict(n: int, alpha: float, interval) -> None:
+    """Soft PREDICT never answers when even unanimous margins of 1 fail the test."""
+    if interval.lower(n, n, alpha, sum_sq=n) > 0.5:
+        return
+    n_min = _min_draws_soft_predict(alpha, interval)
+    smallest = (
+        f"The smallest n that can answer is {n_min}."
+        if n_min is not None
+        else "No n can answer with this interval."
+    )
+    warnings.warn(
+        f"n={n} draws are too few for the soft predict to return any class at "
+        f"alpha={alpha}: even if class A gets score 1 on every draw, the "
+        f"{type(interval).__name__} lower bound on its margins does not exceed "
+        f"1/2. {smallest}",
+        UserWarning,
+        stacklevel=3,
+    )

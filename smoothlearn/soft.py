@@ -329,3 +329,29 @@ def _select_candidates(
             _radius(b.pA_lower, b.pB_upper, sigma, kind, L, method), posinf=1e300
         )
     return np.argmax(radii, axis=0).astype(np.int64)
+
+
+class _PredictMarginScore(_PerInputScore):
+    r"""Score callable of soft PREDICT: each input's margins over its class ``A``.
+
+    With each input's own (map, t) and candidate class ``A`` (chosen on the
+    selection draws), a draw with class scores ``f`` gives, for every class
+    ``c``, :math:`D_c = (1 + f_A - f_c) / 2 \in [0, 1]` (:math:`D_A = 1/2`).
+    The callable returns ``D``, so the sampler's sums and sums of squares are
+    those of ``D``, and adds the class scores themselves to :attr:`sums` (for
+    ``predict_proba``).  Memory: ``(n_inputs, n_classes)``, whatever ``n``.
+    """
+
+    def __init__(
+        self, codes: NDArray, temps: NDArray, top: NDArray, n_classes: int, device
+    ):
+        super().__init__(codes, temps, device)
+        self.top = torch.as_tensor(np.asarray(top, dtype=np.int64), device=device)
+        shape = (len(self.top), int(n_classes))
+        self.sums = torch.zeros(shape, dtype=torch.float64, device=device)
+
+    def __call__(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        s = super().__call__(z, rows)
+        self.sums.index_add_(0, rows, s)
+        f_a = s.gather(1, self.top[rows][:, None])
+        return ((1.0 + f_a - s) * 0.5).clamp_(0.0, 1.0)

@@ -8,7 +8,8 @@ from smoothlearn import SmoothedClassifier
 
 def _estimators():
     # Fast checking parameters: few draws, a permissive alpha so that PREDICT
-    # answers on clear-cut points, and a fixed random_state.
+    # answers on clear-cut points, and a fixed random_state.  Soft smoothing has
+    # its own predict and predict_proba (issue 17), so it is checked too.
     return [
         SmoothedClassifier(
             LogisticRegression(),
@@ -17,7 +18,9 @@ def _estimators():
             alpha=0.01,
             batch_size=4096,
             random_state=0,
+            smoothing=smoothing,
         )
+        for smoothing in ("hard", "soft")
     ]
 
 
@@ -28,6 +31,10 @@ def _expected_failed_checks(estimator):
         "check_classifiers_train": (
             "predict is Cohen's PREDICT: it abstains (-1) where the binomial test "
             "cannot separate the two top classes, so it differs from the argmax of "
+            "predict_proba on those inputs"
+            if estimator.smoothing == "hard"
+            else "soft predict abstains (-1) where the margin test cannot separate "
+            "its class from every other, so it differs from the argmax of "
             "predict_proba on those inputs"
         ),
     }
