@@ -10,6 +10,13 @@ bounds and Lipschitz-aware radii of Delattre et al. (AISTATS 2025).
 __version__ = "0.1.0.dev0"
 
 from .result import CertificationResult
+from .sequential import SequentialCertificationResult, SequentialCertifier
 from .smoothed import SmoothedClassifier
 
-__all__ = ["CertificationResult", "SmoothedClassifier", "__version__"]
+__all__ = [
+    "CertificationResult",
+    "SequentialCertificationResult",
+    "SequentialCertifier",
+    "SmoothedClassifier",
+    "__version__",
+]

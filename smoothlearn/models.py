@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ._seeding import _block_seed
+
 __all__: list[str] = []
 
 
@@ -238,8 +240,6 @@ class _NoisyCollate:
         info = torch.utils.data.get_worker_info()
         worker = None if info is None else info.id
         if self._generator is None or worker != self._worker:
-            from .sampling import _block_seed
-
             self._generator = torch.Generator()
             seed = self.seed if worker is None else _block_seed(self.seed, worker, 0, 0)
             self._generator.manual_seed(seed)

@@ -199,16 +199,13 @@ def _decode_estimator(spec: dict):
 
     name = spec.get("class")
     cls = getattr(intervals, name, None) if name in intervals.__all__ else None
-    if name == "BettingConfidenceSequence":  # the anytime-valid interval
-        from .sequential import BettingConfidenceSequence as cls
     if not (
         isinstance(cls, type)
         and issubclass(cls, IntervalEstimator | MultiClassProcedure)
     ):
         raise ValueError(
             f"Unknown interval class {name!r} in the result file; only the "
-            "classes of smoothlearn.intervals (and the betting confidence "
-            "sequence) can be loaded. Pass the procedure "
+            "classes of smoothlearn.intervals can be loaded. Pass the procedure "
             "to recertify(interval=...) instead."
         )
     params = {k: _decode_value(v) for k, v in spec.get("params", {}).items()}
@@ -352,9 +349,14 @@ class CertificationResult:
     temperature: NDArray[np.float64] | None = None
     radius_method: str = "paper"
 
-    # Whether inputs may have used different numbers of draws (sequential
-    # results); load() picks the class of a file by it.
-    _per_input_draws: ClassVar[bool] = False
+    # The kind of result a file holds (meta["result_type"]); load() picks the
+    # class of a file by it, through _RESULT_TYPES, so this module never
+    # imports its subclasses.
+    _result_type: ClassVar[str] = "fixed"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _RESULT_TYPES[cls._result_type] = cls
 
     # ------------------------------------------------------------------
     @classmethod
@@ -650,6 +652,7 @@ class CertificationResult:
         classes = _plain_array(self.classes, "classes")
         meta = {
             "format_version": _FORMAT_VERSION,
+            "result_type": self._result_type,
             "n0": self.n0,
             "n": self.n,
             "sigma": self.sigma,
@@ -721,16 +724,21 @@ class CertificationResult:
                 f"{os.fspath(path)!r} is not a complete smoothlearn result file "
                 f"(missing {sorted(missing)})."
             )
-        sequential = meta.get("result_type") == "sequential"
-        if sequential and not cls._per_input_draws:
-            # A plain result would recertify with n_max draws for every input.
-            from .sequential import SequentialCertificationResult
-
-            cls = SequentialCertificationResult
-        elif not sequential and cls._per_input_draws:
+        result_type = meta.get("result_type", "fixed")
+        target = _RESULT_TYPES.get(result_type)
+        if target is None:
             raise ValueError(
-                f"{os.fspath(path)!r} holds a fixed-n result; load it with "
-                "CertificationResult.load."
+                f"{os.fspath(path)!r} holds a result of unknown type {result_type!r}."
+            )
+        if cls is CertificationResult:
+            # e.g. a sequential file: a plain result would recertify it with
+            # n_max draws for every input.
+            cls = target
+        elif cls is not target:
+            raise ValueError(
+                f"{os.fspath(path)!r} holds a "
+                f"{'fixed-n' if result_type == 'fixed' else result_type} result; "
+                f"load it with {target.__name__}.load or CertificationResult.load."
             )
         fields = cls._fields_from_npz(path, arrays, meta)
         return cls(**fields)
@@ -800,6 +808,10 @@ class CertificationResult:
             if value is not None:
                 frame[name] = value
         return frame
+
+
+#: Result classes by the ``result_type`` of their files (see ``load``).
+_RESULT_TYPES: dict[str, type] = {"fixed": CertificationResult}
 
 
 def _plain_array(values, name: str) -> NDArray:

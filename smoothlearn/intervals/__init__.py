@@ -5,11 +5,13 @@ from ._binomial import AgrestiCoull, ClopperPearson, Jeffreys, Wilson
 from ._bounded import EmpiricalBernstein, Hoeffding
 from ._procedures import Bonferroni, ClassPartitioning, TopClass
 from ._registry import INTERVALS, PROCEDURES, get_interval, get_procedure
+from ._sequence import BettingConfidenceSequence
 
 __all__ = [
     "INTERVALS",
     "PROCEDURES",
     "AgrestiCoull",
+    "BettingConfidenceSequence",
     "Bonferroni",
     "ClassBounds",
     "ClassPartitioning",

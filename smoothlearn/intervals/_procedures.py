@@ -17,6 +17,7 @@ from .._validation import (
     check_max_draws,
     check_scalar_alpha,
 )
+from ._aliases import get_interval
 from ._base import ClassBounds, IntervalEstimator, MultiClassProcedure
 
 __all__ = ["Bonferroni", "ClassPartitioning", "TopClass"]
@@ -25,8 +26,6 @@ __all__ = ["Bonferroni", "ClassPartitioning", "TopClass"]
 def _resolve_binomial(procedure: MultiClassProcedure) -> IntervalEstimator:
     binomial = procedure.binomial
     if binomial is None or isinstance(binomial, str):
-        from ._registry import get_interval
-
         try:
             return get_interval(binomial)
         except ValueError as exc:
