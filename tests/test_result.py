@@ -219,3 +219,98 @@ def test_warns_when_n_cannot_certify():
 
 def test_default_interval_is_top_class():
     assert isinstance(_result().interval, TopClass)
+
+
+# ---------------------------------------------------------------- issue 17 #2
+def _soft_result(**kwargs):
+    """Three soft inputs (softmax, sparsemax, hardmax) with 1-Lipschitz logits."""
+    from smoothlearn.intervals import EmpiricalBernstein
+
+    params = dict(
+        selection=[[9.0, 1.0], [8.0, 2.0], [10.0, 0.0]],
+        estimation=[[900.0, 100.0], [800.0, 200.0], [1000.0, 0.0]],
+        estimation_sq=[[820.0, 20.0], [700.0, 60.0], [1000.0, 0.0]],
+        n0=10, n=1000, sigma=0.5, alpha=0.001, smoothing="soft",
+        interval=TopClass(EmpiricalBernstein()), lipschitz=1.0,
+        score_map=["softmax", "sparsemax", "hardmax"],
+        temperature=[2.0, 0.5, 1.0],
+    )  # fmt: skip
+    params.update(kwargs)
+    return CertificationResult.from_statistics(**params)
+
+
+def test_score_lipschitz_follows_map_and_temperature(tmp_path):
+    res = _soft_result()
+    assert res.lipschitz == 1.0
+    np.testing.assert_array_equal(
+        res.score_lipschitz, [np.sqrt(2) / 4 * 2.0, np.sqrt(0.5) * 0.5, np.inf]
+    )
+    cohen = res.recertify(lipschitz=np.inf)
+    assert cohen.radius[2] == res.radius[2]  # hardmax: Cohen's radius anyway
+    assert np.all(res.radius[:2] > cohen.radius[:2])
+    path = tmp_path / "soft.npz"
+    res.save(path)
+    back = CertificationResult.load(path)
+    assert back == res and back.lipschitz == 1.0
+    assert back.recertify() == res
+    frame = res.to_frame()
+    np.testing.assert_array_equal(frame["score_lipschitz"], res.score_lipschitz)
+    assert set(frame["lipschitz"]) == {1.0}
+
+
+def _rewrite(path, edit):
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays.pop("meta")))
+    edit(meta, arrays)
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def test_loads_format_1_files(tmp_path):
+    """Format 1 stored the per-input class-score constants as 'lipschitz'."""
+    res = _soft_result()
+    path = tmp_path / "v1.npz"
+    res.save(path)
+
+    def to_v1(meta, arrays, buggy=False):
+        meta["format_version"] = 1
+        del meta["lipschitz"]
+        meta.pop("guaranteed", None)
+        arrays["lipschitz"] = arrays.pop("score_lipschitz")
+        if buggy:  # what recertify(lipschitz=0.7) wrote: finite on hardmax rows
+            arrays["lipschitz"] = np.full(3, 0.7)
+
+    _rewrite(path, to_v1)
+    back = CertificationResult.load(path)
+    assert back.lipschitz is None
+    np.testing.assert_array_equal(back.score_lipschitz, res.score_lipschitz)
+    np.testing.assert_array_equal(back.radius, res.radius)
+    again = back.recertify()  # keeps the stored per-input constants
+    np.testing.assert_array_equal(again.radius, res.radius)
+    np.testing.assert_array_equal(again.score_lipschitz, res.score_lipschitz)
+    assert back.recertify(lipschitz=1.0) == res
+    # a format-1 file written by the defect: recertify puts hardmax rows at inf
+    res.save(path)
+    _rewrite(path, lambda meta, arrays: to_v1(meta, arrays, buggy=True))
+    fixed = CertificationResult.load(path).recertify()
+    np.testing.assert_array_equal(fixed.score_lipschitz, [0.7, 0.7, np.inf])
+    assert fixed.radius[2] == res.radius[2]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda meta, arrays: arrays.update(score_lipschitz=np.full(3, 0.5)),
+        lambda meta, arrays: meta.update(lipschitz=0.5),
+        lambda meta, arrays: arrays.pop("score_lipschitz"),
+        lambda meta, arrays: meta.update(lipschitz=None),
+        lambda meta, arrays: arrays.pop("temperature"),
+    ],
+    ids=["constants", "logits", "no-constants", "no-logits", "no-temperature"],
+)
+def test_load_refuses_inconsistent_lipschitz(tmp_path, edit):
+    path = tmp_path / "soft.npz"
+    _soft_result().save(path)
+    _rewrite(path, edit)
+    with pytest.raises(ValueError, match="inconsistent result file"):
+        CertificationResult.load(path)
