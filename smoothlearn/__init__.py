@@ -9,7 +9,12 @@ bounds and Lipschitz-aware radii of Delattre et al. (AISTATS 2025).
 
 __version__ = "0.1.0.dev0"
 
-from .result import CertificationResult
+from .result import ApproximateCertificateWarning, CertificationResult
 from .smoothed import SmoothedClassifier
 
-__all__ = ["CertificationResult", "SmoothedClassifier", "__version__"]
+__all__ = [
+    "ApproximateCertificateWarning",
+    "CertificationResult",
+    "SmoothedClassifier",
+    "__version__",
+]

@@ -28,7 +28,20 @@ from .intervals import _registry as _interval_registry
 from .radius import abstained as _abstained
 from .radius import gaussian_radius
 
-__all__ = ["CertificationResult"]
+__all__ = ["ApproximateCertificateWarning", "CertificationResult"]
+
+
+class ApproximateCertificateWarning(UserWarning):
+    """Certificates computed with an approximate interval (``guaranteed=False``).
+
+    Wilson, Agresti-Coull and Jeffreys have coverage close to ``1 - alpha``
+    only on average or asymptotically: for some true probabilities a bound
+    fails more often than ``alpha`` says, so a certificate built on them can
+    be wrong with probability above ``alpha``.  They stay available for
+    comparison; :attr:`CertificationResult.guaranteed` is False for their
+    certificates, and tables, frames and plots label them "approximate".
+    """
+
 
 # 2: ``lipschitz`` is the logits' constant (in the JSON record) and the
 # per-input class-score constants are the array ``score_lipschitz``; format 1
@@ -108,6 +121,37 @@ def _procedure_binomial(procedure):
     from .intervals._procedures import _resolve_binomial
 
     return _resolve_binomial(procedure)
+
+
+def _procedure_guarantee(procedure) -> tuple[bool, str]:
+    """Whether every bound of a procedure is guaranteed, and what to call it.
+
+    The procedure's interval decides (its ``guaranteed`` attribute); a
+    procedure may also declare ``guaranteed = False`` itself.  One without an
+    interval (no ``binomial``) is guaranteed only if it declares
+    ``guaranteed = True``.
+    """
+    binomial = _procedure_binomial(procedure)
+    if binomial is None:
+        return getattr(procedure, "guaranteed", False) is True, type(procedure).__name__
+    ok = getattr(binomial, "guaranteed", False) is True
+    ok = ok and getattr(procedure, "guaranteed", True) is not False
+    return ok, type(binomial).__name__
+
+
+def _warn_if_approximate(procedure, alpha: float, stacklevel: int) -> None:
+    guaranteed, name = _procedure_guarantee(procedure)
+    if not guaranteed:
+        warnings.warn(
+            f"The certificates use {name}, an approximate interval "
+            "(guaranteed=False): they are approximate, and their coverage is not "
+            f"guaranteed (a certificate can be wrong with probability above "
+            f"alpha={alpha:g}). Use a guaranteed interval (ClopperPearson for "
+            "counts; Hoeffding or EmpiricalBernstein for soft scores) for "
+            "certificates; approximate intervals are for comparison.",
+            ApproximateCertificateWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _check_radius_method(method) -> str:
@@ -431,6 +475,19 @@ class CertificationResult:
     radius_method : {"paper", "envelope"}
         Form of the Lipschitz-aware radius (used where ``score_lipschitz`` is
         finite).
+    guaranteed : bool
+        Whether every bound behind the certificates is guaranteed: False
+        when the procedure's interval is approximate (``guaranteed=False``:
+        :class:`~smoothlearn.intervals.Wilson`,
+        :class:`~smoothlearn.intervals.AgrestiCoull`,
+        :class:`~smoothlearn.intervals.Jeffreys`), whose certificates may be
+        wrong with probability above ``alpha``.  Such results are labelled
+        "approximate" in :meth:`to_frame`, the command line's tables and
+        :mod:`smoothlearn.plotting`, and computing them warns
+        (:class:`~smoothlearn.ApproximateCertificateWarning`).  It follows
+        from ``interval`` (a procedure without an interval is guaranteed only
+        if it declares ``guaranteed = True``), so it survives :meth:`save` /
+        :meth:`load` and follows :meth:`recertify`.
 
     Notes
     -----
@@ -516,6 +573,7 @@ class CertificationResult:
         temperature=None,
         _warn: bool = True,
         _stored_score_lipschitz=None,
+        _stacklevel: int = 2,
     ) -> CertificationResult:
         """Certify from stored statistics: bounds, then radii.
 
@@ -659,6 +717,9 @@ class CertificationResult:
             rad = lipschitz_radius(pA, pB, sigma_f, L, kind=kind, method=radius_method)
         rad = np.asarray(rad, dtype=np.float64).reshape(pA.shape)
         index = np.asarray(bounds.prediction, dtype=np.int64)
+        # once per call, pointing at the caller of from_statistics, recertify
+        # or certify (_stacklevel counts the frames above this one)
+        _warn_if_approximate(procedure, alpha, _stacklevel + 1)
         return cls(
             prediction=_labels(classes, index, abst, abstain_label),
             radius=np.where(abst, 0.0, rad),
@@ -695,6 +756,11 @@ class CertificationResult:
         return self.n_inputs
 
     @property
+    def guaranteed(self) -> bool:
+        """Whether every bound behind the certificates is guaranteed."""
+        return _procedure_guarantee(self.interval)[0]
+
+    @property
     def certified(self) -> NDArray[np.bool_]:
         """Where a certificate is given (the complement of ``abstained``)."""
         return ~self.abstained
@@ -704,7 +770,9 @@ class CertificationResult:
             f"CertificationResult(n_inputs={self.n_inputs}, "
             f"certified={int(self.certified.sum())}, sigma={self.sigma}, "
             f"alpha={self.alpha}, interval={self.interval!r}, "
-            f"radius={self.kind!r}, n0={self.n0}, n={self.n})"
+            f"radius={self.kind!r}, n0={self.n0}, n={self.n}"
+            + ("" if self.guaranteed else ", guaranteed=False (approximate)")
+            + ")"
         )
 
     def __eq__(self, other) -> bool:
@@ -827,6 +895,7 @@ class CertificationResult:
             score_map=self.score_map,
             temperature=self.temperature,
             _stored_score_lipschitz=stored,
+            _stacklevel=3,
         )
 
     # ------------------------------------------------------------------
@@ -863,6 +932,7 @@ class CertificationResult:
             "abstain_label": _json_scalar(self.abstain_label),
             "radius_method": self.radius_method,
             "lipschitz": self.lipschitz,
+            "guaranteed": self.guaranteed,
         }
         optional = {
             name: np.asarray(value)
@@ -937,7 +1007,16 @@ class CertificationResult:
                 "CertificationResult.load."
             )
         fields = cls._fields_from_npz(path, arrays, meta)
-        return cls(**fields)
+        result = cls(**fields)
+        stored = meta.get("guaranteed")
+        if version >= 2 and stored is not result.guaranteed:
+            raise ValueError(
+                f"{os.fspath(path)!r} is an inconsistent result file: it says "
+                f"guaranteed={stored!r}, but its interval "
+                f"{_procedure_guarantee(result.interval)[1]} implies "
+                f"guaranteed={result.guaranteed}."
+            )
+        return result
 
     @classmethod
     def _fields_from_npz(cls, path, arrays: dict, meta: dict) -> dict:
@@ -982,7 +1061,12 @@ class CertificationResult:
         )
 
     def to_frame(self):
-        """One row per input: prediction, radius, bounds, abstained, n_bounds.
+        """One row per input: the certificate, its bounds and whether it is guaranteed.
+
+        Columns ``prediction``, ``radius``, ``pA_lower``, ``pB_upper``,
+        ``abstained``, ``n_bounds`` and ``guaranteed`` (:attr:`guaranteed` on
+        every row: False marks an approximate certificate, from an interval
+        with ``guaranteed=False``).
 
         Soft results add the columns ``score_map`` and ``temperature``; with
         a Lipschitz-aware radius, ``lipschitz`` (the logits' constant, the
@@ -1008,6 +1092,7 @@ class CertificationResult:
                 "pB_upper": self.pB_upper,
                 "abstained": self.abstained,
                 "n_bounds": self.n_bounds,
+                "guaranteed": np.full(self.n_inputs, self.guaranteed),
             }
         )
         # soft smoothing: each input's simplex map, temperature and constants

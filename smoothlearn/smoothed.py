@@ -831,6 +831,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             smoothing=self.smoothing,
             abstain_label=self.abstain_label_,
             _warn=False,
+            _stacklevel=3,
         )
 
     def _logit_lipschitz(self) -> float | None:
@@ -970,6 +971,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             score_map=maps,
             temperature=temps,
             _warn=False,
+            _stacklevel=4,
         )
 
     def score(self, X: ArrayLike, y: ArrayLike, sample_weight=None) -> float:
