@@ -124,31 +124,34 @@ def _procedure_binomial(procedure):
 
 
 def _procedure_guarantee(procedure) -> tuple[bool, str]:
-    """Whether every bound of a procedure is guaranteed, and what to call it.
+    """Whether every bound of a procedure is guaranteed, and what decides it.
 
     The procedure's interval decides (its ``guaranteed`` attribute); a
     procedure may also declare ``guaranteed = False`` itself.  One without an
     interval (no ``binomial``) is guaranteed only if it declares
-    ``guaranteed = True``.
+    ``guaranteed = True``.  The name is that of the interval, or of the
+    procedure when the procedure decides.
     """
     binomial = _procedure_binomial(procedure)
     if binomial is None:
         return getattr(procedure, "guaranteed", False) is True, type(procedure).__name__
-    ok = getattr(binomial, "guaranteed", False) is True
-    ok = ok and getattr(procedure, "guaranteed", True) is not False
-    return ok, type(binomial).__name__
+    if getattr(binomial, "guaranteed", False) is not True:
+        return False, type(binomial).__name__
+    if getattr(procedure, "guaranteed", True) is False:
+        return False, type(procedure).__name__
+    return True, type(binomial).__name__
 
 
 def _warn_if_approximate(procedure, alpha: float, stacklevel: int) -> None:
     guaranteed, name = _procedure_guarantee(procedure)
     if not guaranteed:
         warnings.warn(
-            f"The certificates use {name}, an approximate interval "
-            "(guaranteed=False): they are approximate, and their coverage is not "
-            f"guaranteed (a certificate can be wrong with probability above "
-            f"alpha={alpha:g}). Use a guaranteed interval (ClopperPearson for "
-            "counts; Hoeffding or EmpiricalBernstein for soft scores) for "
-            "certificates; approximate intervals are for comparison.",
+            f"The certificates use {name}, which is approximate (not "
+            "guaranteed=True): the certificates are approximate, and their "
+            "coverage is not guaranteed (a certificate can be wrong with "
+            f"probability above alpha={alpha:g}). Use a guaranteed interval "
+            "(ClopperPearson for counts; Hoeffding or EmpiricalBernstein for soft "
+            "scores) for certificates; approximate intervals are for comparison.",
             ApproximateCertificateWarning,
             stacklevel=stacklevel,
         )
@@ -207,19 +210,18 @@ def _logit_lipschitz_value(lipschitz) -> float | None:
         or math.isnan(lipschitz)
         or not lipschitz > 0
     ):
-        shape = getattr(lipschitz, "shape", None)
+        per_input = isinstance(lipschitz, np.ndarray | list | tuple)
         hint = (
-            " A per-input array is no longer accepted: the logits have one "
+            " Per-input constants are no longer accepted: the logits have one "
             "constant, and each input's class-score constant follows from its "
             "simplex map and temperature."
-            if shape
+            if per_input
             else ""
         )
         raise ValueError(
             "The 'lipschitz' parameter must be None, a float in the range (0, inf] "
             "(a guaranteed l2 Lipschitz constant of the logits) or a "
-            "LipschitzEstimator with guaranteed=True. Got "
-            f"{lipschitz if shape is None else f'an array of shape {shape}'!r} "
+            f"LipschitzEstimator with guaranteed=True. Got {lipschitz!r} "
             f"instead.{hint}"
         )
     return float(lipschitz)
