@@ -9,11 +9,12 @@ bounds and Lipschitz-aware radii of Delattre et al. (AISTATS 2025).
 
 __version__ = "0.1.0.dev0"
 
-from .result import CertificationResult
+from .result import ApproximateCertificateWarning, CertificationResult
 from .sequential import SequentialCertificationResult, SequentialCertifier
 from .smoothed import SmoothedClassifier
 
 __all__ = [
+    "ApproximateCertificateWarning",
     "CertificationResult",
     "SequentialCertificationResult",
     "SequentialCertifier",

@@ -576,6 +576,8 @@ def _row(label, y, result, radii, seconds) -> dict:
     """Numbers of one table row, all from smoothlearn.metrics."""
     from .metrics import average_certified_radius, certified_accuracy
 
+    if not getattr(result, "guaranteed", True):
+        label += " (approximate)"  # an interval with guaranteed=False
     row = {
         "method": label,
         "abstain": float(np.mean(result.abstained)),
@@ -591,6 +593,22 @@ def _row(label, y, result, radii, seconds) -> dict:
         ]
         row["acr"] = float(np.mean(result.radius))
     return row
+
+
+def _approximate_note(results) -> str:
+    """A footer line when some rows are approximate (else the empty string)."""
+    from .result import _procedure_guarantee
+
+    names = sorted(
+        {_procedure_guarantee(r.interval)[1] for r in results if not r.guaranteed}
+    )
+    if not names:
+        return ""
+    return (
+        f"\nRows marked (approximate) use an interval without guaranteed "
+        f"coverage ({', '.join(names)}): each of their certificates can be wrong "
+        "with probability above alpha."
+    )
 
 
 def _format_table(rows, radii, labelled: bool) -> str:
@@ -767,6 +785,7 @@ def _cmd_certify(args) -> int:
         f"most alpha).\n"
         f"time: fit {t_fit:.1f}s, certify {t_cert:.1f}s ({n_draws / t_cert:,.0f} "
         f"noisy draws/s); the other rows are recertified from the same draws."
+        + _approximate_note(curves.values())
     )
     print(table)
     print(footer)
@@ -833,7 +852,7 @@ def _cmd_gap(args) -> int:
 # recertify
 # ---------------------------------------------------------------------------
 def _cmd_recertify(args) -> int:
-    from . import CertificationResult
+    from . import ApproximateCertificateWarning, CertificationResult
 
     if not args.result.is_file():
         raise _UserError(f"result file not found: {args.result}")
@@ -853,7 +872,12 @@ def _cmd_recertify(args) -> int:
                 f"{stored.n_inputs} certified inputs"
             )
     t = time.perf_counter()
-    new = stored.recertify(alpha=args.alpha, interval=args.interval, radius=args.radius)
+    with warnings.catch_warnings():
+        # the table labels such rows and its footer says what that means
+        warnings.simplefilter("ignore", ApproximateCertificateWarning)
+        new = stored.recertify(
+            alpha=args.alpha, interval=args.interval, radius=args.radius
+        )
     seconds = time.perf_counter() - t
     radii = args.radii if args.radii is not None else _default_radii(stored.sigma)
 
@@ -874,6 +898,7 @@ def _cmd_recertify(args) -> int:
             if y is not None
             else " Pass --data with the labels y for certified accuracy."
         )
+        + _approximate_note([stored, new])
     )
     if args.output is not None:
         try:

@@ -97,9 +97,22 @@ def _as_items(curves, labels):
             )
         keys = [str(lab) for lab in labels]
     return [
-        (key if key is not None else _default_label(item, i), item)
+        (
+            _mark_approximate(
+                key if key is not None else _default_label(item, i), item
+            ),
+            item,
+        )
         for i, (key, item) in enumerate(zip(keys, items, strict=True))
     ]
+
+
+def _mark_approximate(label: str, item) -> str:
+    """The label, with " (approximate)" for a result that is not guaranteed."""
+    approximate = _is_result(item) and getattr(item, "guaranteed", True) is False
+    if approximate and not label.endswith(" (approximate)"):
+        return label + " (approximate)"
+    return label
 
 
 def _default_label(item, i):
@@ -138,6 +151,10 @@ def plot_certified_accuracy(
     labels : list of str, default=None
         One legend entry per curve.  Defaults to the dict keys, to the
         interval and radius stored in each result, or to a log's file name.
+        A result whose bounds are approximate
+        (:attr:`CertificationResult.guaranteed
+        <smoothlearn.CertificationResult.guaranteed>` False) gets
+        " (approximate)" appended to its entry.
     max_radius : float, default=None
         Right end of the radius axis; defaults to the largest finite radius.
     ax : matplotlib Axes, default=None
@@ -228,7 +245,8 @@ def plot_radius_histogram(
     y : array-like of shape (n_samples,), default=None
         True labels; when given only correct predictions are counted.
     labels : list of str, default=None
-        One legend entry per result.
+        One legend entry per result (" (approximate)" appended for a result
+        that is not guaranteed).
     bins : int or array-like, default=20
         Number of bins, or bin edges, shared by all results.
     ax : matplotlib Axes, default=None

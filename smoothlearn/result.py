@@ -28,9 +28,26 @@ from .intervals import _registry as _interval_registry
 from .radius import abstained as _abstained
 from .radius import gaussian_radius
 
-__all__ = ["CertificationResult"]
+__all__ = ["ApproximateCertificateWarning", "CertificationResult"]
 
-_FORMAT_VERSION = 1
+
+class ApproximateCertificateWarning(UserWarning):
+    """Certificates computed with an approximate interval (``guaranteed=False``).
+
+    Wilson, Agresti-Coull and Jeffreys have coverage close to ``1 - alpha``
+    only on average or asymptotically: for some true probabilities a bound
+    fails more often than ``alpha`` says, so a certificate built on them can
+    be wrong with probability above ``alpha``.  They stay available for
+    comparison; :attr:`CertificationResult.guaranteed` is False for their
+    certificates, and tables, frames and plots label them "approximate".
+    """
+
+
+# 2: ``lipschitz`` is the logits' constant (in the JSON record) and the
+# per-input class-score constants are the array ``score_lipschitz``; format 1
+# stored the latter under ``lipschitz`` and is still read.
+_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 # --------------------------------------------------------------------------
@@ -106,6 +123,40 @@ def _procedure_binomial(procedure):
     return _resolve_binomial(procedure)
 
 
+def _procedure_guarantee(procedure) -> tuple[bool, str]:
+    """Whether every bound of a procedure is guaranteed, and what decides it.
+
+    The procedure's interval decides (its ``guaranteed`` attribute); a
+    procedure may also declare ``guaranteed = False`` itself.  One without an
+    interval (no ``binomial``) is guaranteed only if it declares
+    ``guaranteed = True``.  The name is that of the interval, or of the
+    procedure when the procedure decides.
+    """
+    binomial = _procedure_binomial(procedure)
+    if binomial is None:
+        return getattr(procedure, "guaranteed", False) is True, type(procedure).__name__
+    if getattr(binomial, "guaranteed", False) is not True:
+        return False, type(binomial).__name__
+    if getattr(procedure, "guaranteed", True) is False:
+        return False, type(procedure).__name__
+    return True, type(binomial).__name__
+
+
+def _warn_if_approximate(procedure, alpha: float, stacklevel: int) -> None:
+    guaranteed, name = _procedure_guarantee(procedure)
+    if not guaranteed:
+        warnings.warn(
+            f"The certificates use {name}, which is approximate (not "
+            "guaranteed=True): the certificates are approximate, and their "
+            "coverage is not guaranteed (a certificate can be wrong with "
+            f"probability above alpha={alpha:g}). Use a guaranteed interval "
+            "(ClopperPearson for counts; Hoeffding or EmpiricalBernstein for soft "
+            "scores) for certificates; approximate intervals are for comparison.",
+            ApproximateCertificateWarning,
+            stacklevel=stacklevel,
+        )
+
+
 def _check_radius_method(method) -> str:
     if not isinstance(method, str) or method not in ("paper", "envelope"):
         raise ValueError(
@@ -115,28 +166,147 @@ def _check_radius_method(method) -> str:
     return method
 
 
-def _check_score_lipschitz(lipschitz, n_inputs: int, smoothing: str):
-    """None, or the per-input Lipschitz constants of the averaged class scores."""
+def _logit_lipschitz_value(lipschitz) -> float | None:
+    """The logits' l2 Lipschitz constant from a number or a guaranteed estimator.
+
+    ``lipschitz`` means what it means in :class:`~smoothlearn.SmoothedClassifier`:
+    a guaranteed bound on the constant of the logits, here those of the
+    K-vector the simplex map sees.  A :class:`~smoothlearn.lipschitz.LipschitzEstimator`
+    must be guaranteed and able to give its bound without the model (there is
+    none here), as :class:`~smoothlearn.lipschitz.ConstantLipschitz` does.
+    """
     if lipschitz is None:
         return None
-    L = np.asarray(lipschitz, dtype=np.float64)
-    if L.ndim > 1 or (L.ndim == 1 and L.shape[0] != n_inputs):
-        raise ValueError(
-            "The 'lipschitz' parameter must be None, a float or an array of shape "
-            f"(n_inputs,) = ({n_inputs},). Got shape {L.shape} instead."
+    if isinstance(lipschitz, np.ndarray) and lipschitz.ndim == 0:
+        lipschitz = lipschitz.item()
+    if callable(getattr(lipschitz, "logit_constant", None)):
+        name = type(lipschitz).__name__
+        if getattr(lipschitz, "guaranteed", False) is not True:
+            raise ValueError(
+                "The 'lipschitz' parameter must be a guaranteed upper bound to enter "
+                f"a certificate; {name} is an estimate (guaranteed=False) and "
+                "cannot be used. Use SpectralProductLipschitz or ConstantLipschitz."
+            )
+        try:
+            value = lipschitz.logit_constant(None)
+        except Exception as exc:  # the estimator needs the model: say how to pass it
+            raise ValueError(
+                f"The 'lipschitz' parameter {lipschitz!r} cannot give its bound "
+                f"without the model ({exc}). Certificates recomputed from stored "
+                "statistics have no model: pass the number "
+                "est.logit_constant(module) instead (times sqrt(2) for a binary "
+                "module with one logit l, read as the logits (-l, l))."
+            ) from exc
+        value = np.asarray(value, dtype=np.float64)
+        if value.size == 0 or np.any(np.isnan(value)) or not np.all(value > 0):
+            raise ValueError(
+                f"The 'lipschitz' estimator {name} returned {value!r}; a bound in "
+                "(0, inf] is needed."
+            )
+        return float(np.max(value))
+    if (
+        isinstance(lipschitz, bool | np.bool_)
+        or not isinstance(lipschitz, numbers.Real)
+        or math.isnan(lipschitz)
+        or not lipschitz > 0
+    ):
+        per_input = isinstance(lipschitz, np.ndarray | list | tuple)
+        hint = (
+            " Per-input constants are no longer accepted: the logits have one "
+            "constant, and each input's class-score constant follows from its "
+            "simplex map and temperature."
+            if per_input
+            else ""
         )
-    if np.any(np.isnan(L)) or np.any(L <= 0):
         raise ValueError(
-            "The 'lipschitz' parameter must hold Lipschitz constants in (0, inf]. "
-            f"Got {lipschitz!r} instead."
+            "The 'lipschitz' parameter must be None, a float in the range (0, inf] "
+            "(a guaranteed l2 Lipschitz constant of the logits) or a "
+            f"LipschitzEstimator with guaranteed=True. Got {lipschitz!r} "
+            f"instead.{hint}"
         )
-    if smoothing == "hard" and np.any(np.isfinite(L)):
+    return float(lipschitz)
+
+
+def _derive_score_lipschitz(
+    L_logits: float | None,
+    n_inputs: int,
+    n_classes: int,
+    smoothing: str,
+    score_map: NDArray | None,
+    temperature: NDArray | None,
+) -> NDArray[np.float64] | None:
+    r"""The l2 Lipschitz constant of each input's [0, 1]-valued class score.
+
+    ``simplex_map_constant(map, K) * t * L_logits`` per input, ``inf`` for
+    hardmax rows and for hard counts (Cohen's radius); None when
+    ``L_logits`` is None.  A finite constant with hard counts is refused, as
+    is a finite constant for soft statistics whose map and temperature are
+    unknown.
+    """
+    if L_logits is None:
+        return None
+    if smoothing == "hard":
+        if math.isfinite(L_logits):
+            raise ValueError(
+                "The 'lipschitz' parameter must be None or inf with hard counts "
+                "(smoothing='hard'): a Lipschitz-aware radius needs bounds on the "
+                "mean of the same Lipschitz [0, 1]-valued score (smoothing='soft')."
+            )
+        return np.full(n_inputs, np.inf)
+    if not math.isfinite(L_logits):
+        return np.full(n_inputs, np.inf)
+    if score_map is None or temperature is None:
         raise ValueError(
-            "The 'lipschitz' parameter must be None or inf with hard counts "
-            "(smoothing='hard'): a Lipschitz-aware radius needs bounds on the mean "
-            "of the same Lipschitz [0, 1]-valued score (smoothing='soft')."
+            "The 'lipschitz' parameter needs the simplex map and temperature of "
+            "every input ('score_map' and 'temperature'): the Lipschitz constant "
+            "of an input's class score is simplex_map_constant(map, K) * t * "
+            "lipschitz, and these soft statistics do not say which map made them."
         )
-    return np.broadcast_to(L, (n_inputs,)).copy()
+    from .soft import simplex_map_constant
+
+    const = np.empty(n_inputs, dtype=np.float64)
+    for name in np.unique(score_map):  # a loop over at most three maps
+        const[score_map == name] = simplex_map_constant(str(name), n_classes)
+    # The order of certify's (map constant * t) * L_logits: the same float64.
+    with np.errstate(over="ignore"):
+        return const * temperature * L_logits
+
+
+def _check_score_map(score_map, temperature, n_inputs: int):
+    """The per-input simplex map and temperature (soft smoothing), checked."""
+    from .soft import SIMPLEX_MAPS
+
+    if score_map is not None:
+        score_map = np.asarray(score_map, dtype=str)
+        if score_map.shape != (n_inputs,) or not np.all(
+            np.isin(score_map, SIMPLEX_MAPS)
+        ):
+            raise ValueError(
+                f"The 'score_map' parameter must be None or an array of shape "
+                f"({n_inputs},) of str among {set(SIMPLEX_MAPS)}. Got "
+                f"{score_map!r} instead."
+            )
+    if temperature is not None:
+        temperature = np.asarray(temperature, dtype=np.float64)
+        if temperature.shape != (n_inputs,) or not np.all(
+            np.isfinite(temperature) & (temperature > 0)
+        ):
+            raise ValueError(
+                f"The 'temperature' parameter must be None or an array of shape "
+                f"({n_inputs},) of floats in the range (0, inf). Got "
+                f"{temperature!r} instead."
+            )
+    return score_map, temperature
+
+
+def _legacy_score_lipschitz(score_lipschitz, score_map, smoothing):
+    """Stored per-input score constants of a version-1 file, hardmax rows at inf."""
+    L = np.array(score_lipschitz, dtype=np.float64)
+    if smoothing == "hard":
+        L[:] = np.inf
+    elif score_map is not None:
+        L[np.asarray(score_map) == "hardmax"] = np.inf
+    return L
 
 
 def _min_draws_to_certify(alpha: float) -> int:
@@ -282,16 +452,41 @@ class CertificationResult:
         Class labels; column ``c`` of the statistics is ``classes[c]``.
     abstain_label : object
         The label in ``prediction`` that marks an abstention.
-    lipschitz : ndarray of shape (n_inputs,) or None
-        l2 Lipschitz constant of each input's averaged [0, 1]-valued class
-        score (temperature included) used for the radius; ``inf`` or None:
-        Cohen's radius.
+    lipschitz : float or None
+        The guaranteed l2 Lipschitz constant of the logits the certificates
+        used, as given (the ``lipschitz`` parameter of
+        :class:`~smoothlearn.SmoothedClassifier`, :meth:`from_statistics` or
+        :meth:`recertify`): the constant of the K-vector of logits ``z`` that
+        the simplex map sees (for a binary module with one logit ``l``, read
+        as ``(-l, l)``, ``sqrt(2)`` times the constant of ``l``).  None: no
+        Lipschitz-aware radius (also for files of format 1, which stored only
+        ``score_lipschitz``).
+    score_lipschitz : ndarray of shape (n_inputs,) or None
+        l2 Lipschitz constant of each input's [0, 1]-valued class score used
+        for its radius: ``simplex_map_constant(score_map, K) * temperature *
+        lipschitz`` (:func:`smoothlearn.soft.simplex_map_constant`), ``inf``
+        on hardmax rows and with hard counts (Cohen's radius); None when
+        ``lipschitz`` is None.
     score_map : ndarray of shape (n_inputs,) of str, or None
         Simplex map of each input (soft smoothing; None for hard).
     temperature : ndarray of shape (n_inputs,) or None
         Inverse temperature of each input's simplex map (None for hard).
     radius_method : {"paper", "envelope"}
-        Form of the Lipschitz-aware radius (used where ``lipschitz`` is finite).
+        Form of the Lipschitz-aware radius (used where ``score_lipschitz`` is
+        finite).
+    guaranteed : bool
+        Whether every bound behind the certificates is guaranteed: False
+        when the procedure's interval is approximate (``guaranteed=False``:
+        :class:`~smoothlearn.intervals.Wilson`,
+        :class:`~smoothlearn.intervals.AgrestiCoull`,
+        :class:`~smoothlearn.intervals.Jeffreys`), whose certificates may be
+        wrong with probability above ``alpha``.  Such results are labelled
+        "approximate" in :meth:`to_frame`, the command line's tables and
+        :mod:`smoothlearn.plotting`, and computing them warns
+        (:class:`~smoothlearn.ApproximateCertificateWarning`).  It follows
+        from ``interval`` (a procedure without an interval is guaranteed only
+        if it declares ``guaranteed = True``), so it survives :meth:`save` /
+        :meth:`load` and follows :meth:`recertify`.
 
     Notes
     -----
@@ -344,10 +539,11 @@ class CertificationResult:
     smoothing: str
     classes: NDArray
     abstain_label: object = -1
-    lipschitz: NDArray[np.float64] | None = None
+    lipschitz: float | None = None
     score_map: NDArray | None = None
     temperature: NDArray[np.float64] | None = None
     radius_method: str = "paper"
+    score_lipschitz: NDArray[np.float64] | None = None
 
     # The kind of result a file holds (meta["result_type"]); load() picks the
     # class of a file by it, through _RESULT_TYPES, so this module never
@@ -380,6 +576,8 @@ class CertificationResult:
         score_map=None,
         temperature=None,
         _warn: bool = True,
+        _stored_score_lipschitz=None,
+        _stacklevel: int = 2,
     ) -> CertificationResult:
         """Certify from stored statistics: bounds, then radii.
 
@@ -410,16 +608,29 @@ class CertificationResult:
         abstain_label : object, default="auto"
             The label marking abstentions; "auto" applies the rule of
             :class:`~smoothlearn.SmoothedClassifier`.
-        lipschitz : float or array-like of shape (n_inputs,), default=None
-            l2 Lipschitz constant of the averaged [0, 1]-valued class score
-            (soft smoothing only; finite values with hard counts raise).
-            Where finite, the radius is
-            :func:`~smoothlearn.radius.lipschitz_radius`.
+        lipschitz : float or LipschitzEstimator, default=None
+            What it means in :class:`~smoothlearn.SmoothedClassifier`: a
+            guaranteed bound on the l2 Lipschitz constant of the *logits*, a
+            float in (0, inf] or a
+            :class:`~smoothlearn.lipschitz.LipschitzEstimator` with
+            ``guaranteed=True`` that gives its bound without the model (e.g.
+            :class:`~smoothlearn.lipschitz.ConstantLipschitz`; for one that
+            needs the module, pass ``est.logit_constant(module)``).  It is the
+            constant of the K-vector of logits the simplex map sees: for a
+            binary module with one logit ``l`` (read as ``(-l, l)``), ``sqrt(2)``
+            times the constant of ``l``.  Each input's class score then has
+            the constant ``simplex_map_constant(score_map, K) * temperature *
+            lipschitz`` (``inf`` on hardmax rows), and the radius is
+            :func:`~smoothlearn.radius.lipschitz_radius` with it.  Soft
+            smoothing only (a finite value with hard counts raises), and it
+            needs ``score_map`` and ``temperature``; ``inf`` gives Cohen's
+            radius.  None: Cohen's radius.
         radius_method : {"paper", "envelope"}, default="paper"
             Form of the Lipschitz-aware radius.
         score_map, temperature : array-like of shape (n_inputs,), default=None
-            Simplex map and inverse temperature of each input (soft
-            smoothing), stored for the record.
+            Simplex map (``"softmax"``, ``"sparsemax"`` or ``"hardmax"``) and
+            inverse temperature of each input (soft smoothing): they give the
+            Lipschitz constant of each input's class score.
 
         Returns
         -------
@@ -468,7 +679,17 @@ class CertificationResult:
         if _warn:
             _warn_if_n_too_small(int(n), alpha)
 
-        L = _check_score_lipschitz(lipschitz, estimation.shape[0], smoothing)
+        n_inputs = estimation.shape[0]
+        score_map, temperature = _check_score_map(score_map, temperature, n_inputs)
+        L_logits = _logit_lipschitz_value(lipschitz)
+        if _stored_score_lipschitz is not None and L_logits is None:
+            # recertify of a format-1 file: its stored per-input score constants
+            L = _legacy_score_lipschitz(_stored_score_lipschitz, score_map, smoothing)
+        else:
+            L = _derive_score_lipschitz(
+                L_logits, n_inputs, estimation.shape[1], smoothing, score_map,
+                temperature,
+            )  # fmt: skip
         if smoothing == "soft" and getattr(
             _procedure_binomial(procedure), "requires_counts", False
         ):
@@ -500,6 +721,9 @@ class CertificationResult:
             rad = lipschitz_radius(pA, pB, sigma_f, L, kind=kind, method=radius_method)
         rad = np.asarray(rad, dtype=np.float64).reshape(pA.shape)
         index = np.asarray(bounds.prediction, dtype=np.int64)
+        # once per call, pointing at the caller of from_statistics, recertify
+        # or certify (_stacklevel counts the frames above this one)
+        _warn_if_approximate(procedure, alpha, _stacklevel + 1)
         return cls(
             prediction=_labels(classes, index, abst, abstain_label),
             radius=np.where(abst, 0.0, rad),
@@ -519,12 +743,11 @@ class CertificationResult:
             smoothing=smoothing,
             classes=classes,
             abstain_label=abstain_label,
-            lipschitz=L,
-            score_map=None if score_map is None else np.asarray(score_map, dtype=str),
-            temperature=None
-            if temperature is None
-            else np.asarray(temperature, dtype=np.float64),
+            lipschitz=L_logits,
+            score_map=score_map,
+            temperature=temperature,
             radius_method=radius_method,
+            score_lipschitz=L,
         )
 
     # ------------------------------------------------------------------
@@ -537,6 +760,11 @@ class CertificationResult:
         return self.n_inputs
 
     @property
+    def guaranteed(self) -> bool:
+        """Whether every bound behind the certificates is guaranteed."""
+        return _procedure_guarantee(self.interval)[0]
+
+    @property
     def certified(self) -> NDArray[np.bool_]:
         """Where a certificate is given (the complement of ``abstained``)."""
         return ~self.abstained
@@ -546,7 +774,9 @@ class CertificationResult:
             f"CertificationResult(n_inputs={self.n_inputs}, "
             f"certified={int(self.certified.sum())}, sigma={self.sigma}, "
             f"alpha={self.alpha}, interval={self.interval!r}, "
-            f"radius={self.kind!r}, n0={self.n0}, n={self.n})"
+            f"radius={self.kind!r}, n0={self.n0}, n={self.n}"
+            + ("" if self.guaranteed else ", guaranteed=False (approximate)")
+            + ")"
         )
 
     def __eq__(self, other) -> bool:
@@ -588,11 +818,24 @@ class CertificationResult:
             The multi-class procedure; None keeps it.
         radius : {"mono", "multi", "margin"}, default=None
             The radius formula; None keeps it.
-        lipschitz : float or array-like of shape (n_inputs,), default=None
-            l2 Lipschitz constant of the averaged [0, 1]-valued class score of
-            each input (soft smoothing; the score's own constant, simplex map
-            and temperature included, not the logits'); ``inf`` gives Cohen's
-            radius; None keeps the stored constants.
+        lipschitz : float or LipschitzEstimator, default=None
+            What it means in :class:`~smoothlearn.SmoothedClassifier`: a
+            guaranteed bound on the l2 Lipschitz constant of the model's
+            *logits* (a float in (0, inf], or a
+            :class:`~smoothlearn.lipschitz.LipschitzEstimator` with
+            ``guaranteed=True`` that needs no model, such as
+            :class:`~smoothlearn.lipschitz.ConstantLipschitz`; for one that
+            needs the module, pass ``est.logit_constant(module)``).  It is
+            the constant of the K-vector of logits the simplex map sees, the
+            number stored in :attr:`lipschitz` by :meth:`certify
+            <smoothlearn.SmoothedClassifier.certify>`: for a binary module
+            with one logit ``l`` (read as ``(-l, l)``), ``sqrt(2)`` times the
+            constant of ``l``.  Each input's class-score constant follows from
+            its stored simplex map and temperature (``inf`` on hardmax rows:
+            Cohen's radius there), and is stored in :attr:`score_lipschitz`.
+            ``inf`` gives Cohen's radius everywhere; a finite value is refused
+            for hard counts and for soft results without a stored
+            ``score_map`` and ``temperature``.  None keeps the stored constant.
         radius_method : {"paper", "envelope"}, default=None
             Form of the Lipschitz-aware radius; None keeps it.
 
@@ -605,8 +848,37 @@ class CertificationResult:
         The class, simplex map and temperature stay those chosen on the
         selection draws at :meth:`certify` time; they depend on the selection
         draws only, so bounds at a new ``alpha`` or with a new procedure are
-        still valid.
+        still valid.  A new Lipschitz constant changes only the radius
+        formula: the class score of an input whose simplex map is hardmax is
+        a step function, with an infinite constant whatever the logits'
+        constant, so its radius stays Cohen's.
+
+        Examples
+        --------
+        Two inputs certified with soft smoothing, one with softmax at ``t =
+        2``, one with hardmax; logits that are 1-Lipschitz give the softmax
+        row the score constant ``sqrt(2)/4 * 2 * 1`` and the hardmax row
+        ``inf``:
+
+        >>> from smoothlearn import CertificationResult
+        >>> from smoothlearn.intervals import EmpiricalBernstein, TopClass
+        >>> res = CertificationResult.from_statistics(
+        ...     selection=[[9.0, 1.0], [10.0, 0.0]],
+        ...     estimation=[[900.0, 100.0], [1000.0, 0.0]],
+        ...     estimation_sq=[[820.0, 20.0], [1000.0, 0.0]],
+        ...     n0=10, n=1000, sigma=0.5, alpha=0.001, smoothing="soft",
+        ...     interval=TopClass(EmpiricalBernstein()),
+        ...     score_map=["softmax", "hardmax"], temperature=[2.0, 1.0])
+        >>> lip = res.recertify(lipschitz=1.0)
+        >>> lip.lipschitz, lip.score_lipschitz.round(4)
+        (1.0, array([0.7071,    inf]))
+        >>> bool(lip.radius[0] > res.radius[0]), bool(lip.radius[1] == res.radius[1])
+        (True, True)
         """
+        stored = None
+        if lipschitz is None and self.lipschitz is None:
+            # format-1 files kept only the per-input constants of the scores
+            stored = self.score_lipschitz
         return type(self).from_statistics(
             selection=self.selection,
             estimation=self.estimation,
@@ -626,6 +898,8 @@ class CertificationResult:
             else radius_method,
             score_map=self.score_map,
             temperature=self.temperature,
+            _stored_score_lipschitz=stored,
+            _stacklevel=3,
         )
 
     # ------------------------------------------------------------------
@@ -662,11 +936,13 @@ class CertificationResult:
             "smoothing": self.smoothing,
             "abstain_label": _json_scalar(self.abstain_label),
             "radius_method": self.radius_method,
+            "lipschitz": self.lipschitz,
+            "guaranteed": self.guaranteed,
         }
         optional = {
             name: np.asarray(value)
             for name, value in (
-                ("lipschitz", self.lipschitz),
+                ("score_lipschitz", self.score_lipschitz),
                 ("score_map", self.score_map),
                 ("temperature", self.temperature),
             )
@@ -714,7 +990,7 @@ class CertificationResult:
                 f"{os.fspath(path)!r} is not a smoothlearn result file (no "
                 "readable 'meta' record)."
             ) from exc
-        if version != _FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise ValueError(
                 f"Unsupported result file format {version!r} in {os.fspath(path)!r}."
             )
@@ -741,7 +1017,16 @@ class CertificationResult:
                 f"load it with {target.__name__}.load or CertificationResult.load."
             )
         fields = cls._fields_from_npz(path, arrays, meta)
-        return cls(**fields)
+        result = cls(**fields)
+        stored = meta.get("guaranteed")
+        if version >= 2 and stored is not result.guaranteed:
+            raise ValueError(
+                f"{os.fspath(path)!r} is an inconsistent result file: it says "
+                f"guaranteed={stored!r}, but its interval "
+                f"{_procedure_guarantee(result.interval)[1]} implies "
+                f"guaranteed={result.guaranteed}."
+            )
+        return result
 
     @classmethod
     def _fields_from_npz(cls, path, arrays: dict, meta: dict) -> dict:
@@ -750,6 +1035,15 @@ class CertificationResult:
         index = arrays.pop("prediction_index")
         abstained = arrays["abstained"]
         abstain_label = meta["abstain_label"]
+        if meta.get("format_version") == 1:
+            # format 1: 'lipschitz' held the per-input class-score constants
+            lipschitz, score_lipschitz = None, arrays.get("lipschitz")
+        else:
+            lipschitz, score_lipschitz = (
+                meta.get("lipschitz"),
+                arrays.get("score_lipschitz"),
+            )
+            _check_stored_lipschitz(path, lipschitz, score_lipschitz, meta, arrays)
         return dict(
             prediction=_labels(classes, index, abstained, abstain_label),
             radius=arrays["radius"],
@@ -769,17 +1063,25 @@ class CertificationResult:
             smoothing=meta["smoothing"],
             classes=classes,
             abstain_label=abstain_label,
-            lipschitz=arrays.get("lipschitz"),
+            lipschitz=lipschitz,
             score_map=arrays.get("score_map"),
             temperature=arrays.get("temperature"),
             radius_method=meta.get("radius_method", "paper"),
+            score_lipschitz=score_lipschitz,
         )
 
     def to_frame(self):
-        """One row per input: prediction, radius, bounds, abstained, n_bounds.
+        """One row per input: the certificate, its bounds and whether it is guaranteed.
 
-        Soft results add the columns ``score_map``, ``temperature`` and
-        (with a Lipschitz-aware radius) ``lipschitz``.
+        Columns ``prediction``, ``radius``, ``pA_lower``, ``pB_upper``,
+        ``abstained``, ``n_bounds`` and ``guaranteed`` (:attr:`guaranteed` on
+        every row: False marks an approximate certificate, from an interval
+        with ``guaranteed=False``).
+
+        Soft results add the columns ``score_map`` and ``temperature``; with
+        a Lipschitz-aware radius, ``lipschitz`` (the logits' constant, the
+        same on every row; absent for format-1 files) and ``score_lipschitz``
+        (each input's class-score constant, ``inf`` on hardmax rows).
 
         Returns
         -------
@@ -800,10 +1102,11 @@ class CertificationResult:
                 "pB_upper": self.pB_upper,
                 "abstained": self.abstained,
                 "n_bounds": self.n_bounds,
+                "guaranteed": np.full(self.n_inputs, self.guaranteed),
             }
         )
-        # soft smoothing: each input's simplex map, temperature and constant
-        for name in ("score_map", "temperature", "lipschitz"):
+        # soft smoothing: each input's simplex map, temperature and constants
+        for name in ("score_map", "temperature", "lipschitz", "score_lipschitz"):
             value = getattr(self, name)
             if value is not None:
                 frame[name] = value
@@ -812,6 +1115,40 @@ class CertificationResult:
 
 #: Result classes by the ``result_type`` of their files (see ``load``).
 _RESULT_TYPES: dict[str, type] = {"fixed": CertificationResult}
+
+
+def _check_stored_lipschitz(path, lipschitz, score_lipschitz, meta, arrays) -> None:
+    """Refuse a file whose score constants do not follow from its logits' constant."""
+    where = os.fspath(path)
+    if lipschitz is None:
+        if score_lipschitz is not None:
+            raise ValueError(
+                f"{where!r} is an inconsistent result file: per-input class-score "
+                "constants without the logits' constant they follow from."
+            )
+        return
+    try:
+        n_inputs = arrays["radius"].shape[0]
+        expected = _derive_score_lipschitz(
+            _logit_lipschitz_value(lipschitz),
+            n_inputs,
+            arrays["estimation"].shape[1],
+            meta["smoothing"],
+            *_check_score_map(
+                arrays.get("score_map"), arrays.get("temperature"), n_inputs
+            ),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{where!r} is an inconsistent result file: its Lipschitz constant "
+            f"{lipschitz!r} cannot give its inputs' class-score constants ({exc})."
+        ) from exc
+    if score_lipschitz is None or not np.array_equal(score_lipschitz, expected):
+        raise ValueError(
+            f"{where!r} is an inconsistent result file: its per-input class-score "
+            "constants ('score_lipschitz') are not simplex_map_constant * "
+            f"temperature * lipschitz for lipschitz={lipschitz!r}."
+        )
 
 
 def _plain_array(values, name: str) -> NDArray:

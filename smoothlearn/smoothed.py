@@ -39,6 +39,7 @@ from .models import (
 from .result import (
     CertificationResult,
     _abstain_label,
+    _derive_score_lipschitz,
     _labels,
     _resolve_procedure,
     _warn_if_n_too_small,
@@ -166,7 +167,12 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         ``guaranteed=True``, or the number itself).  The certificate then
         uses :func:`~smoothlearn.radius.lipschitz_radius` with the constant
         of the averaged class score,
-        ``L_score = simplex_map_constant * t * L_logits``.  None: Cohen's
+        ``L_score = simplex_map_constant * t * L_logits`` (``inf``, hence
+        Cohen's radius, for inputs whose map is hardmax).  For a binary
+        module with one logit ``l`` (read as the logits ``(-l, l)``), the
+        bound is that of ``l`` and ``L_logits`` is ``sqrt(2)`` times it.  The
+        result stores ``L_logits`` in ``lipschitz`` and each input's
+        ``L_score`` in ``score_lipschitz``.  None: Cohen's
         radius.  Refused with hard counts (``smoothing="hard"`` or
         ``simplex_map="hardmax"``) and for estimators that are estimates
         (``guaranteed=False``).
@@ -972,18 +978,28 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             smoothing=self.smoothing,
             abstain_label=self.abstain_label_,
             _warn=False,
+            _stacklevel=3,
         )
 
     def _logit_lipschitz(self) -> float | None:
-        """Bound on the l2 Lipschitz constant of the logits (once per call)."""
+        """Bound on the l2 Lipschitz constant of the logits (once per call).
+
+        The constant of the K-vector of logits the simplex map sees, which is
+        what :class:`~smoothlearn.CertificationResult` stores and
+        :meth:`~smoothlearn.CertificationResult.recertify` takes: a binary
+        module with one logit ``l`` is read as ``(-l, l)``, whose constant is
+        ``sqrt(2)`` times that of ``l``, whether ``lipschitz`` is a number or
+        an estimator (both bound the module's own output).
+        """
         if self.lipschitz is None:
             return None
         if isinstance(self.lipschitz, Real):
-            return float(self.lipschitz)
-        est = self.estimator_
-        inner = est.estimator if isinstance(est, FrozenEstimator) else est
-        module = getattr(inner, "module_", inner)
-        value = _call_lipschitz_estimator(self.lipschitz, module)
+            value = float(self.lipschitz)
+        else:
+            est = self.estimator_
+            inner = est.estimator if isinstance(est, FrozenEstimator) else est
+            module = getattr(inner, "module_", inner)
+            value = _call_lipschitz_estimator(self.lipschitz, module)
         if len(self.classes_) == 2 and self._n_outputs_raw() == 1:
             value *= math.sqrt(2.0)  # one logit l is read as (-l, l)
         return value
@@ -1020,7 +1036,6 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             _default_grid,
             _LogitAdapter,
             _select_candidates,
-            simplex_map_constant,
         )
 
         procedure = self._soft_procedure()
@@ -1030,14 +1045,16 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         else:
             candidates = [(self.simplex_map, float(self.temperature))]
         n_classes = len(self.classes_)
-        constants = None
-        if L_logits is not None:
-            constants = np.array(
-                [
-                    simplex_map_constant(m, n_classes) * t * L_logits
-                    for m, t in candidates
-                ]
-            )
+        # each candidate's class-score constant, by the rule from_statistics
+        # applies to the chosen one: simplex_map_constant * t * L_logits
+        constants = _derive_score_lipschitz(
+            L_logits,
+            len(candidates),
+            n_classes,
+            "soft",
+            np.array([m for m, _ in candidates]),
+            np.array([t for _, t in candidates], dtype=np.float64),
+        )
         adapter = _LogitAdapter(self._adapter())
         root = _root_seed(self.random_state)
         n_inputs = X.shape[0]
@@ -1084,7 +1101,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         from .soft import _PerInputScore
 
         s = self._soft_selection(X)
-        procedure, constants = s.procedure, s.constants
+        procedure, L_logits = s.procedure, s.L_logits
         adapter, root = s.adapter, s.root
         sums, chosen, maps, temps, codes = s.sums, s.chosen, s.maps, s.temps, s.codes
         n_inputs = X.shape[0]
@@ -1115,11 +1132,15 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             radius=self.radius,
             smoothing="soft",
             abstain_label=self.abstain_label_,
-            lipschitz=None if constants is None else constants[chosen],
+            # the logits' constant: from_statistics derives each input's
+            # class-score constant from its map and temperature (the rule of
+            # the selection's `constants`, in one place for certify and recertify)
+            lipschitz=L_logits,
             radius_method=self.radius_method,
             score_map=maps,
             temperature=temps,
             _warn=False,
+            _stacklevel=4,
         )
 
     def score(self, X: ArrayLike, y: ArrayLike, sample_weight=None) -> float:

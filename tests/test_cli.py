@@ -438,6 +438,41 @@ def test_recertify_saved_result(files, capsys):
     assert_one_line_error(status, err, "3 labels")
 
 
+def test_recertify_labels_approximate_rows(tmp_path, capsys):
+    """Issue 17, defect 3: rows from an approximate interval say so."""
+    from smoothlearn import ApproximateCertificateWarning
+    from smoothlearn.intervals import ClassPartitioning, Wilson
+
+    stats = dict(
+        selection=[[95, 5, 0], [10, 80, 10]],
+        estimation=[[99_000, 900, 100], [2_000, 97_000, 1_000]],
+        n0=100, n=100_000, sigma=0.25, alpha=0.001,
+    )  # fmt: skip
+    with pytest.warns(ApproximateCertificateWarning):
+        stored = CertificationResult.from_statistics(
+            **stats, interval=ClassPartitioning(binomial=Wilson()), radius="multi"
+        )
+    path = tmp_path / "approx.npz"
+    stored.save(path)
+    # the command turns the warning into its table's labels and footer (a
+    # Python warning escaping it would be an error here)
+    status, out, err = run(["recertify", path, "--alpha", "0.01"], capsys)
+    assert status == 0, err
+    rows = [line for line in out.splitlines() if line.startswith(("stored", "new"))]
+    assert len(rows) == 2 and all("(approximate)" in row for row in rows)
+    assert "without guaranteed coverage (Wilson)" in out
+    # recertified with Clopper-Pearson: only the stored row is approximate
+    status, out, err = run(["recertify", path, "--interval", "cpm"], capsys)
+    assert status == 0, err
+    rows = [line for line in out.splitlines() if line.startswith(("stored", "new"))]
+    assert "(approximate)" in rows[0] and "(approximate)" not in rows[1]
+    # a guaranteed result: no label, no note
+    exact = tmp_path / "exact.npz"
+    CertificationResult.from_statistics(**stats).save(exact)
+    status, out, _ = run(["recertify", exact], capsys)
+    assert status == 0 and "approximate" not in out
+
+
 def test_recertify_errors(files, capsys):
     status, _, err = run(["recertify", files["dir"] / "missing.npz"], capsys)
     assert_one_line_error(status, err, "result file not found")

@@ -259,3 +259,31 @@ def test_published_log_beside_a_result_in_one_call(tmp_path):
     unnamed = CertifyLog(idx=[0], label=[1], predict=[1], radius=[0.2], correct=[1])
     ax = plot_certified_accuracy([unnamed])
     assert ax.get_lines()[0].get_label() == "curve 0"
+
+
+def test_approximate_results_are_labelled():
+    """Issue 17, defect 3: a result from an approximate interval says so."""
+    from smoothlearn import ApproximateCertificateWarning, CertificationResult
+    from smoothlearn.intervals import Jeffreys, TopClass
+
+    stats = dict(
+        selection=[[95, 5], [10, 90]], estimation=[[99_000, 1_000], [3_000, 97_000]],
+        n0=100, n=100_000, sigma=0.25, alpha=0.001,
+    )  # fmt: skip
+    exact = CertificationResult.from_statistics(**stats)
+    with pytest.warns(ApproximateCertificateWarning):
+        approx = CertificationResult.from_statistics(
+            **stats, interval=TopClass(Jeffreys())
+        )
+    y = np.array([0, 1])
+    ax = plot_certified_accuracy({"CP": exact, "Jeffreys": approx}, y)
+    assert [ln.get_label() for ln in ax.get_lines()] == ["CP", "Jeffreys (approximate)"]
+    ax = plot_certified_accuracy([exact, approx], y)
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert labels == ["TopClass, mono", "TopClass, mono (approximate)"]
+    ax = plot_radius_histogram([exact, approx], labels=["a", "b (approximate)"])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["a", "b (approximate)"]  # marked once
+    # curves given as numbers carry no such information: left as given
+    ax = plot_certified_accuracy(([0.0, 1.0], [1.0, 0.5]), labels=["x"])
+    assert ax.get_lines()[0].get_label() == "x"
