@@ -803,7 +803,7 @@ class CertificationResult:
     def recertify(
         self, alpha=None, interval=None, radius=None, lipschitz=None, radius_method=None
     ) -> CertificationResult:
-        """Recompute the certificates from the stored statistics, without the model.
+        r"""Recompute the certificates from the stored statistics, without the model.
 
         The result equals what :meth:`SmoothedClassifier.certify
         <smoothlearn.SmoothedClassifier.certify>` returns with the same
@@ -852,6 +852,25 @@ class CertificationResult:
         formula: the class score of an input whose simplex map is hardmax is
         a step function, with an infinite constant whatever the logits'
         constant, so its radius stays Cohen's.
+
+        Each recertification holds at its own ``alpha``.  Keeping, per input,
+        the best of several recertifications :math:`C_1, \dots, C_J` of the
+        same statistics (candidate :math:`j` failing on an event
+        :math:`F_j` with :math:`P(F_j) \le \alpha_j`) is a selection:
+
+        .. math::
+
+            P(C_{\hat\jmath}\ \text{wrong}) \le P\Big(\bigcup_j F_j\Big)
+            \le \sum_j \alpha_j .
+
+        It is free (:math:`\max_j \alpha_j`) when the failure events are
+        nested tails of the same counts: the same bounds read with another
+        radius kind, the same procedure with another guaranteed interval
+        monotone in the count at the same per-bound levels, or the same
+        procedure at several ``alpha`` (report the largest).  Otherwise
+        (another procedure or split of ``alpha``, soft intervals that read
+        the sum of squares, repeated runs on fresh noise) certify each of the
+        ``J`` candidates at ``alpha / J``.  See :ref:`soundness-recertify`.
 
         Examples
         --------

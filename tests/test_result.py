@@ -567,3 +567,41 @@ def test_exact_failure_of_approximate_intervals_exceeds_alpha(
     cp = ClopperPearson()
     assert _failure(cp, n, alpha, p)[0] <= alpha
     assert _worst_p(cp, n, alpha, p_min)[1] <= alpha
+
+
+@pytest.mark.parametrize("n, alpha", [(50, 0.05), (200, 0.01), (1000, 0.001)])
+def test_best_of_nested_recertifications_costs_nothing(n, alpha):
+    """Issue 17, item 5: the best of several intervals under TopClass costs alpha.
+
+    For hard counts every guaranteed lower bound is non-decreasing in the
+    count, so its failure set at a true pA is an upper tail of k; tails of
+    one count are nested and their union is the largest one.  Exact binomial
+    sums (no Monte Carlo, so no false-alarm rate): the per-input best of
+    Clopper-Pearson, Hoeffding and the betting sequence fails with
+    probability at most alpha at every pA of a fine grid, exactly the largest
+    of the three failure probabilities.
+    """
+    from scipy.stats import binom
+
+    from smoothlearn.intervals import (
+        BettingConfidenceSequence,
+        ClopperPearson,
+        Hoeffding,
+    )
+
+    k = np.arange(n + 1)
+    lowers = np.array(
+        [
+            m.lower(k, n, alpha)
+            for m in (ClopperPearson(), Hoeffding(), BettingConfidenceSequence())
+        ]
+    )
+    best = lowers.max(axis=0)
+    assert np.all(np.diff(lowers, axis=1) >= 0)  # each bound monotone in k
+    grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, 2001), best]))
+    for p in grid:
+        pmf = binom.pmf(k, n, p)
+        fail_each = [(pmf * (low > p)).sum() for low in lowers]
+        fail_best = (pmf * (best > p)).sum()
+        assert fail_best <= alpha * (1 + 1e-9)
+        assert fail_best == pytest.approx(max(fail_each), rel=1e-12, abs=1e-300)
