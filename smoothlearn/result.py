@@ -22,11 +22,10 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from ._certificates import certify_statistics
 from ._validation import MAX_DRAWS, check_kind, check_scalar_alpha
 from .intervals import IntervalEstimator, MultiClassProcedure
 from .intervals import _registry as _interval_registry
-from .radius import abstained as _abstained
-from .radius import gaussian_radius
 
 __all__ = ["ApproximateCertificateWarning", "CertificationResult"]
 
@@ -698,39 +697,29 @@ class CertificationResult:
                 "requires integer counts, but smoothing='soft' averages scores: use "
                 "a bounded-mean interval, e.g. TopClass(binomial=EmpiricalBernstein())."
             )
-        proc_kind = "multi" if kind == "margin" else kind
-        bounds = procedure.bound(
+        cert = certify_statistics(
+            procedure,
             selection,
             estimation,
             int(n),
             alpha,
+            sigma=sigma_f,
+            kind=kind,
             estimation_sq=None if smoothing == "hard" else estimation_sq,
-            kind=proc_kind,
+            score_lipschitz=L,
+            radius_method=radius_method,
         )
-        pA = np.asarray(bounds.pA_lower, dtype=np.float64)
-        pB = np.asarray(bounds.pB_upper, dtype=np.float64)
-        abst = np.asarray(_abstained(pA, pB, proc_kind), dtype=bool).reshape(pA.shape)
-        if kind == "margin" or L is not None:
-            # helper B's radius functions (imported here, used only by soft radii)
-            from .radius import lipschitz_radius, margin_radius
-        if kind == "margin":
-            rad = margin_radius(pA, pB, sigma_f)
-        elif L is None:
-            rad = gaussian_radius(pA, pB, sigma_f, kind)
-        else:
-            rad = lipschitz_radius(pA, pB, sigma_f, L, kind=kind, method=radius_method)
-        rad = np.asarray(rad, dtype=np.float64).reshape(pA.shape)
-        index = np.asarray(bounds.prediction, dtype=np.int64)
+        abst = cert.abstained
         # once per call, pointing at the caller of from_statistics, recertify
         # or certify (_stacklevel counts the frames above this one)
         _warn_if_approximate(procedure, alpha, _stacklevel + 1)
         return cls(
-            prediction=_labels(classes, index, abst, abstain_label),
-            radius=np.where(abst, 0.0, rad),
-            pA_lower=pA,
-            pB_upper=pB,
+            prediction=_labels(classes, cert.prediction, abst, abstain_label),
+            radius=cert.radius,
+            pA_lower=cert.pA_lower,
+            pB_upper=cert.pB_upper,
             abstained=abst,
-            n_bounds=np.asarray(bounds.n_bounds, dtype=np.int64),
+            n_bounds=cert.n_bounds,
             selection=selection,
             estimation=estimation,
             estimation_sq=estimation_sq,

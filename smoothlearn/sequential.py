@@ -45,14 +45,22 @@ from scipy.special import ndtr, ndtri
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import HasMethods, Interval
 
+from ._certificates import certify_statistics
 from ._confseq import _log_capital, _min_draws
 from ._validation import (
     check_kind,
     check_scalar_alpha,
 )
 from .intervals import BettingConfidenceSequence
-from .radius import abstained, gaussian_radius
-from .result import CertificationResult, _labels, _resolve_procedure
+from .radius import abstained, lipschitz_radius
+from .result import (
+    CertificationResult,
+    _check_radius_method,
+    _derive_score_lipschitz,
+    _labels,
+    _logit_lipschitz_value,
+    _resolve_procedure,
+)
 from .sampling import (
     STAGE_ESTIMATION,
     STAGE_SELECTION,
@@ -105,15 +113,42 @@ def _runner_up(selection: NDArray, prediction: NDArray) -> NDArray[np.int64]:
     return np.argmax(np.where(mine, -np.inf, selection), axis=1)
 
 
-def _certify_at(procedure, selection, est, est_sq, n, *, kind, sigma, alpha):
-    """Bounds and radius of many inputs from their statistics (any n per row)."""
-    b = procedure.bound(selection, est, n, alpha, estimation_sq=est_sq, kind=kind)
-    low = np.atleast_1d(gaussian_radius(b.pA_lower, b.pB_upper, sigma, kind))
-    return b, low
+def _certify_at(
+    procedure,
+    selection,
+    est,
+    est_sq,
+    n,
+    *,
+    kind,
+    sigma,
+    alpha,
+    score_lipschitz=None,
+    radius_method="paper",
+):
+    """Bounds and raw radius of many inputs from their statistics (any n per row).
+
+    :func:`~smoothlearn._certificates.certify_statistics`, the function of
+    every certifying path; the radius is the formula before abstentions are
+    set to 0 (what the decisions compare with a target radius).
+    """
+    cert = certify_statistics(
+        procedure,
+        selection,
+        est,
+        n,
+        alpha,
+        sigma=sigma,
+        kind=kind,
+        estimation_sq=est_sq,
+        score_lipschitz=score_lipschitz,
+        radius_method=radius_method,
+    )
+    return cert, np.atleast_1d(cert.raw_radius)
 
 
 def _upper_radius(
-    cs, est, n, prediction, runner_up, *, kind, sigma, alpha
+    cs, est, n, prediction, runner_up, *, kind, sigma, alpha, score_lipschitz=None
 ) -> NDArray[np.float64]:
     r"""Anytime-valid upper bound on the exact (infinite-draw) radius.
 
@@ -122,16 +157,46 @@ def _upper_radius(
     - \Phi^{-1}(\underline{p_{I_2}}))` with ``alpha / 2`` per sequence, since
     :math:`p_B = \max_{c \ne A} p_c \ge p_{I_2}` for the selection runner-up
     :math:`I_2`.  May be negative or infinite.
+
+    Where an input's class score has a finite Lipschitz constant
+    (``score_lipschitz``), the exact radius is the Lipschitz-aware one, and
+    the bound is the envelope form :math:`R^*` at the same confidence values
+    (:func:`~smoothlearn.radius.lipschitz_radius`, ``method="envelope"``):
+    it is non-decreasing in :math:`p_A` and non-increasing in :math:`p_B`,
+    and at least the paper's form (tests/test_radius.py checks both), so it
+    bounds the exact radius of either form.  It is rounded up by
+    :math:`10^{-9}(|R| + \sigma)`, far above its floating-point error.
     """
     rows = np.arange(est.shape[0])
     k_a = est[rows, prediction]
     if kind == "mono":
-        return sigma * ndtri(cs.upper(k_a, n, alpha))
-    u_a = cs.upper(k_a, n, alpha / 2.0)
-    l_b = cs.lower(est[rows, runner_up], n, alpha / 2.0)
-    with np.errstate(invalid="ignore"):
-        out = 0.5 * sigma * (ndtri(u_a) - ndtri(l_b))
-    return np.where(np.isnan(out), np.inf, out)
+        u_a = cs.upper(k_a, n, alpha)
+        l_b = None
+        out = sigma * ndtri(u_a)
+    else:
+        u_a = cs.upper(k_a, n, alpha / 2.0)
+        l_b = cs.lower(est[rows, runner_up], n, alpha / 2.0)
+        with np.errstate(invalid="ignore"):
+            out = 0.5 * sigma * (ndtri(u_a) - ndtri(l_b))
+        out = np.where(np.isnan(out), np.inf, out)
+    if score_lipschitz is None:
+        return out
+    L = np.broadcast_to(np.asarray(score_lipschitz, dtype=np.float64), out.shape)
+    lip = np.isfinite(L)
+    if not lip.any():
+        return out
+    env = lipschitz_radius(
+        u_a[lip],
+        None if l_b is None else l_b[lip],
+        sigma,
+        L[lip],
+        kind=kind,
+        method="envelope",
+    )
+    env = np.asarray(env, dtype=np.float64)
+    out = np.array(out, dtype=np.float64)
+    out[lip] = env + 1e-9 * (np.abs(env) + sigma)
+    return out
 
 
 def _decisions(low, up, target_radius) -> NDArray[np.int8]:
@@ -200,6 +265,8 @@ def _run_sequential(
     batch_growth: float,
     radius_tol: float,
     soft: bool,
+    score_lipschitz: NDArray[np.float64] | None = None,
+    radius_method: str = "paper",
 ) -> dict:
     """Draw in rounds until each input is decided or its budget is spent.
 
@@ -219,6 +286,11 @@ def _run_sequential(
         Its ``binomial`` must be anytime-valid.
     target_radius : ndarray of shape (n_radii,) or None
         Decision mode when given, largest-radius mode when None.
+    score_lipschitz : ndarray of shape (n_inputs,), default=None
+        Each input's class-score constant (soft smoothing with a guaranteed
+        constant of the logits): the certificates are then Lipschitz-aware
+        radii of form ``radius_method``, and "not robust" compares with the
+        Lipschitz-aware upper bound of :func:`_upper_radius`.
 
     Returns
     -------
@@ -257,23 +329,27 @@ def _run_sequential(
         last = target >= n_max
         cand = active
         if decide and not last:
-            cand = active[
-                _may_decide(
-                    est[active],
-                    target,
-                    prediction[active],
-                    runner_up[active],
-                    kind=kind,
-                    sigma=sigma,
-                    target_radius=target_radius,
-                    alpha_robust=alpha_robust,
-                    alpha_not_robust=alpha_not_robust,
-                )
-            ]
+            gate = _may_decide(
+                est[active],
+                target,
+                prediction[active],
+                runner_up[active],
+                kind=kind,
+                sigma=sigma,
+                target_radius=target_radius,
+                alpha_robust=alpha_robust,
+                alpha_not_robust=alpha_not_robust,
+            )
+            if score_lipschitz is not None:
+                # The cheap gate assumes Cohen's radius; a Lipschitz-aware
+                # radius may decide earlier, so those inputs are always checked.
+                gate |= np.isfinite(score_lipschitz[active])
+            cand = active[gate]
         if cand.size == 0:
             continue
         n_cand = np.full(cand.size, target)
         cand_sq = None if not soft else est_sq[cand]
+        cand_L = None if score_lipschitz is None else score_lipschitz[cand]
         b, low = _certify_at(
             procedure,
             selection[cand],
@@ -283,6 +359,8 @@ def _run_sequential(
             kind=kind,
             sigma=sigma,
             alpha=alpha_robust,
+            score_lipschitz=cand_L,
+            radius_method=radius_method,
         )
         if decide:
             up = _upper_radius(
@@ -294,6 +372,7 @@ def _run_sequential(
                 kind=kind,
                 sigma=sigma,
                 alpha=alpha_not_robust,
+                score_lipschitz=cand_L,
             )
             dec = _decisions(low, up, target_radius)
             stop = np.all(dec != 0, axis=1) | last
@@ -311,6 +390,8 @@ def _run_sequential(
                 kind=kind,
                 sigma=sigma,
                 alpha=alpha_robust,
+                score_lipschitz=cand_L,
+                radius_method=radius_method,
             )
             stop = (proj - low < radius_tol) | last
         stopped = cand[stop]
@@ -402,10 +483,15 @@ class SequentialCertificationResult(CertificationResult):
             None keeps it.
         radius : {"mono", "multi"}, default=None
             The radius formula; None keeps it.
-        lipschitz : None
-            Only None (Cohen's radius) is supported.
-        radius_method : None
-            Only None is supported (it concerns Lipschitz-aware radii).
+        lipschitz : float or LipschitzEstimator, default=None
+            The guaranteed l2 Lipschitz constant of the logits, as in
+            :meth:`CertificationResult.recertify
+            <smoothlearn.CertificationResult.recertify>` (soft smoothing:
+            each input's class-score constant follows from its stored simplex
+            map and temperature; hardmax rows and hard counts get ``inf``);
+            None keeps the stored constant.
+        radius_method : {"paper", "envelope"}, default=None
+            Form of the Lipschitz-aware radius; None keeps it.
 
         Returns
         -------
@@ -469,6 +555,11 @@ class SequentialCertificationResult(CertificationResult):
           ``alpha_not_robust`` (``alpha_not_robust / 2`` per sequence for
           ``multi``).
 
+        With a finite class-score constant the exact radius is the
+        Lipschitz-aware one; the upper bound is then the envelope form at
+        :math:`(U_A, L_{I_2})`, which is monotone in both and at least the
+        paper's form (see :func:`_upper_radius`), so the same argument holds.
+
         So all decisions of an input, over all target radii, are correct
         with probability at least ``1 - alpha - alpha_not_robust``, with
         ``alpha`` the new certificate's level; the certificate itself needs
@@ -510,16 +601,26 @@ class SequentialCertificationResult(CertificationResult):
         >>> multi.decisions, round(float(multi.radius[0]), 3)
         (array([[1]], dtype=int8), 0.719)
         """
-        if lipschitz is not None or radius_method is not None:
-            raise ValueError(
-                "The 'lipschitz' and 'radius_method' parameters are not supported "
-                "for sequential results; only None (Cohen's radius) is. Got "
-                f"{lipschitz!r} and {radius_method!r} instead."
-            )
         procedure = self.interval if interval is None else _resolve_procedure(interval)
         _check_anytime(procedure, "interval")
         kind = self.kind if radius is None else check_kind(radius, "radius")
         alpha = self.alpha if alpha is None else check_scalar_alpha(alpha)
+        method = (
+            self.radius_method
+            if radius_method is None
+            else _check_radius_method(radius_method)
+        )
+        L_logits = (
+            self.lipschitz if lipschitz is None else _logit_lipschitz_value(lipschitz)
+        )
+        score_L = _derive_score_lipschitz(
+            L_logits,
+            self.n_inputs,
+            self.estimation.shape[1],
+            self.smoothing,
+            self.score_map,
+            self.temperature,
+        )
         soft = self.smoothing == "soft"
         b, low = _certify_at(
             procedure,
@@ -530,6 +631,8 @@ class SequentialCertificationResult(CertificationResult):
             kind=kind,
             sigma=self.sigma,
             alpha=alpha,
+            score_lipschitz=score_L,
+            radius_method=method,
         )
         abst = np.asarray(abstained(b.pA_lower, b.pB_upper, kind), bool).reshape(-1)
         radius = np.where(abst, 0.0, low)
@@ -547,6 +650,7 @@ class SequentialCertificationResult(CertificationResult):
                 kind=kind,
                 sigma=self.sigma,
                 alpha=self.alpha_not_robust,
+                score_lipschitz=score_L,
             )
         decisions = _decisions(radius, up, self.target_radius)
         return replace(
@@ -561,6 +665,9 @@ class SequentialCertificationResult(CertificationResult):
             interval=procedure,
             kind=kind,
             decisions=decisions,
+            lipschitz=L_logits,
+            score_lipschitz=score_L,
+            radius_method=method,
         )
 
     # Its inputs used different numbers of draws: loading a file of this kind
@@ -824,72 +931,46 @@ class SequentialCertifier(BaseEstimator):
                 "SequentialCertifier supports the 'radius' kinds 'mono' and "
                 f"'multi' of SmoothedClassifier. Got {clf.radius!r} instead."
             )
-        if getattr(clf, "lipschitz", None) is not None:
-            raise ValueError(
-                "SequentialCertifier does not support Lipschitz-aware radii yet: "
-                "the 'lipschitz' parameter of SmoothedClassifier must be None. "
-                f"Got {clf.lipschitz!r} instead."
-            )
 
     @staticmethod
-    def _soft_selection(clf, X, root, procedure, alpha, n_max):
+    def _soft_selection(clf, X, root, procedure, alpha, n_max, L_logits):
         """Soft smoothing: choose (map, temperature) per input on the n0 draws.
 
         The selection of :meth:`SmoothedClassifier.certify
-        <smoothlearn.SmoothedClassifier.certify>` (same candidates, same
-        rule, rescaled to the budget ``n_max``), reusing its helpers.
+        <smoothlearn.SmoothedClassifier.certify>` (the same function, same
+        candidates and rule, with each candidate's class-score constant),
+        for the budget ``n_max``.
         """
-        from .soft import (
-            _CODE,
-            _CandidateAccumulator,
-            _default_grid,
-            _LogitAdapter,
-            _PerInputScore,
-            _select_candidates,
-        )
+        from .soft import _default_grid, _select_simplex_maps
 
         if clf.temperature == "auto":
             candidates = _default_grid()
         else:
             candidates = [(clf.simplex_map, float(clf.temperature))]
-        adapter = _LogitAdapter(clf._adapter())
-        n_inputs, n_classes = X.shape[0], len(clf.classes_)
-        acc = _CandidateAccumulator(candidates, n_inputs, n_classes, adapter.device)
-        sample_statistics(
-            adapter,
+        constants = _derive_score_lipschitz(
+            L_logits,
+            len(candidates),
+            len(clf.classes_),
+            "soft",
+            np.array([m for m, _ in candidates]),
+            np.array([t for _, t in candidates], dtype=np.float64),
+        )
+        sel = _select_simplex_maps(
+            clf._adapter(),
             X,
-            clf.n0,
-            clf.sigma,
-            stage=STAGE_SELECTION,
+            candidates,
+            n0=clf.n0,
+            n=n_max,
+            alpha=alpha,
+            procedure=procedure,
+            kind=clf.radius,
+            sigma=clf.sigma,
             seed=root,
             batch_size=clf.batch_size,
-            score=acc,
+            constants=constants,
+            radius_method=clf.radius_method,
         )
-        sums, sums_sq = acc.sums.cpu().numpy(), acc.sums_sq.cpu().numpy()
-        chosen = np.zeros(n_inputs, dtype=np.int64)
-        if len(candidates) > 1:
-            chosen = _select_candidates(
-                sums,
-                sums_sq,
-                clf.n0,
-                n_max,
-                alpha,
-                procedure,
-                clf.radius,
-                clf.sigma,
-                None,
-                clf.radius_method,
-            )
-        rows = np.arange(n_inputs)
-        maps = np.array([m for m, _ in candidates])[chosen]
-        temps = np.array([t for _, t in candidates], dtype=np.float64)[chosen]
-        codes = np.array([_CODE[m] for m in maps], dtype=np.int64)
-
-        def score(indices):
-            # The sampler passes each row's position in X[indices].
-            return _PerInputScore(codes[indices], temps[indices], adapter.device)
-
-        return adapter, sums[chosen, rows], maps, temps, score
+        return sel
 
     def certify(self, X: ArrayLike) -> SequentialCertificationResult:
         """Certify every input sequentially.
@@ -926,9 +1007,21 @@ class SequentialCertifier(BaseEstimator):
 
         soft = clf.smoothing == "soft"
         root = _root_seed(clf.random_state)
+        L_logits = clf._logit_lipschitz()  # None, or the logits' guaranteed bound
+        score_lipschitz = None
         if soft:
-            adapter, selection, score_map, temperature, score = self._soft_selection(
-                clf, X, root, procedure, alpha_robust, n_max
+            sel = self._soft_selection(
+                clf, X, root, procedure, alpha_robust, n_max, L_logits
+            )
+            adapter, selection, score = sel.adapter, sel.selection, sel.score
+            score_map, temperature = sel.maps, sel.temps
+            score_lipschitz = _derive_score_lipschitz(
+                L_logits,
+                X.shape[0],
+                len(clf.classes_),
+                "soft",
+                score_map,
+                temperature,
             )
         else:
             adapter = clf._adapter()
@@ -971,6 +1064,8 @@ class SequentialCertifier(BaseEstimator):
             batch_growth=float(self.batch_growth),
             radius_tol=float(self.radius_tol),
             soft=soft,
+            score_lipschitz=score_lipschitz,
+            radius_method=clf.radius_method,
         )
         abst = out["abstained"]
         return SequentialCertificationResult(
@@ -998,6 +1093,9 @@ class SequentialCertifier(BaseEstimator):
             abstain_label=clf.abstain_label_,
             score_map=score_map,
             temperature=temperature,
+            lipschitz=L_logits if soft else None,
+            score_lipschitz=score_lipschitz,
+            radius_method=clf.radius_method,
             n_draws=out["n_draws"],
             target_radius=(np.zeros(0) if target_radius is None else target_radius),
             decisions=out["decisions"],

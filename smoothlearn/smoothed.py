@@ -1030,13 +1030,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         ``random_state`` both use the same selection draws, hence the same
         (map, t) and the same candidate class per input.
         """
-        from .soft import (
-            _CODE,
-            _CandidateAccumulator,
-            _default_grid,
-            _LogitAdapter,
-            _select_candidates,
-        )
+        from .soft import _default_grid, _select_simplex_maps
 
         procedure = self._soft_procedure()
         L_logits = self._logit_lipschitz()
@@ -1055,45 +1049,27 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             np.array([m for m, _ in candidates]),
             np.array([t for _, t in candidates], dtype=np.float64),
         )
-        adapter = _LogitAdapter(self._adapter())
         root = _root_seed(self.random_state)
-        n_inputs = X.shape[0]
-        acc = _CandidateAccumulator(candidates, n_inputs, n_classes, adapter.device)
-        with self._progress(n_inputs, "selection") as bar:
-            sample_statistics(
-                adapter,
+        with self._progress(X.shape[0], "selection") as bar:
+            sel = _select_simplex_maps(
+                self._adapter(),
                 X,
-                self.n0,
-                self.sigma,
-                stage=STAGE_SELECTION,
+                candidates,
+                n0=self.n0,
+                n=self.n,
+                alpha=self.alpha,
+                procedure=procedure,
+                kind=self.radius,
+                sigma=self.sigma,
                 seed=root,
                 batch_size=self.batch_size,
-                score=acc,
+                constants=constants,
+                radius_method=self.radius_method,
                 progress=None if bar is None else bar.update,
             )
-        sums = acc.sums.cpu().numpy()
-        sums_sq = acc.sums_sq.cpu().numpy()
-        if len(candidates) == 1:
-            chosen = np.zeros(n_inputs, dtype=np.int64)
-        else:
-            chosen = _select_candidates(
-                sums,
-                sums_sq,
-                self.n0,
-                self.n,
-                self.alpha,
-                procedure,
-                self.radius,
-                self.sigma,
-                constants,
-                self.radius_method,
-            )
-        maps = np.array([m for m, _ in candidates])[chosen]
-        temps = np.array([t for _, t in candidates], dtype=np.float64)[chosen]
-        codes = np.array([_CODE[m] for m in maps], dtype=np.int64)
         return _SoftSelection(
-            procedure, L_logits, constants, adapter, root, sums, chosen, maps,
-            temps, codes,
+            procedure, L_logits, constants, sel.adapter, root, sel.sums,
+            sel.chosen, sel.maps, sel.temps, sel.codes,
         )  # fmt: skip
 
     def _certify_soft(self, X) -> CertificationResult:

@@ -23,10 +23,13 @@ computed on the *same* draws, which is not a valid ``1 - alpha`` procedure
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+
+from ._certificates import certify_statistics
 
 __all__ = ["SIMPLEX_MAPS", "simplex_map_constant", "simplex_scores", "sparsemax"]
 
@@ -281,17 +284,6 @@ class _PerInputScore:
         return out.clamp_(0.0, 1.0)
 
 
-def _radius(pA, pB, sigma, kind, L, method):
-    """The radius formula in use (gaussian, margin or Lipschitz-aware)."""
-    from .radius import gaussian_radius, lipschitz_radius, margin_radius
-
-    if kind == "margin":
-        return margin_radius(pA, pB, sigma)
-    if L is None:
-        return gaussian_radius(pA, pB, sigma, kind)
-    return lipschitz_radius(pA, pB, sigma, L, kind=kind, method=method)
-
-
 def _select_candidates(
     sums: NDArray,
     sums_sq: NDArray,
@@ -314,21 +306,117 @@ def _select_candidates(
     """
     scale = n / n0
     radii = np.empty(sums.shape[:2])
-    proc_kind = "multi" if kind == "margin" else kind
     for m in range(sums.shape[0]):  # a loop over a few dozen candidates, not inputs
         est = sums[m] * scale
         rows = est.sum(axis=1, keepdims=True)
         est = np.where(rows > n, est * (n / rows), est)  # rounding guard
-        b = procedure.bound(
-            sums[m], est, n, alpha, estimation_sq=sums_sq[m] * scale, kind=proc_kind
-        )
         L = None if constants is None else constants[m]
         if L is not None and not np.isfinite(L):
             L = None
-        radii[m] = np.nan_to_num(
-            _radius(b.pA_lower, b.pB_upper, sigma, kind, L, method), posinf=1e300
+        cert = certify_statistics(
+            procedure,
+            sums[m],
+            est,
+            n,
+            alpha,
+            sigma=sigma,
+            kind=kind,
+            estimation_sq=sums_sq[m] * scale,
+            score_lipschitz=L,
+            radius_method=method,
         )
+        # the raw formula: among candidates that all abstain, the one closest
+        # to a certificate is kept
+        radii[m] = np.nan_to_num(cert.raw_radius, posinf=1e300)
     return np.argmax(radii, axis=0).astype(np.int64)
+
+
+class _Selection(NamedTuple):
+    """Each input's simplex map and temperature, chosen on the selection draws."""
+
+    adapter: object  # the base adapter read through its logits
+    sums: NDArray  # (n_candidates, n_inputs, n_classes) selection sums
+    sums_sq: NDArray  # their sums of squares
+    chosen: NDArray  # (n_inputs,) index of each input's candidate
+    maps: NDArray  # (n_inputs,) simplex map names
+    temps: NDArray  # (n_inputs,) inverse temperatures
+    codes: NDArray  # (n_inputs,) simplex map codes
+
+    @property
+    def selection(self) -> NDArray:
+        """The chosen candidate's selection sums, ``(n_inputs, n_classes)``."""
+        return self.sums[self.chosen, np.arange(self.chosen.shape[0])]
+
+    def score(self, indices=None) -> _PerInputScore:
+        """Score callable of the estimation draws of ``X[indices]`` (all: None)."""
+        codes, temps = self.codes, self.temps
+        if indices is not None:  # the sampler passes positions in X[indices]
+            codes, temps = codes[indices], temps[indices]
+        return _PerInputScore(codes, temps, self.adapter.device)
+
+
+def _select_simplex_maps(
+    adapter,
+    X: NDArray,
+    candidates: list[tuple[str, float]],
+    *,
+    n0: int,
+    n: int,
+    alpha: float,
+    procedure,
+    kind: str,
+    sigma: float,
+    seed: int,
+    batch_size: int,
+    constants: NDArray | None = None,
+    radius_method: str = "paper",
+    progress=None,
+) -> _Selection:
+    """The selection pass of soft smoothing, shared by every certifying path.
+
+    Draws the ``n0`` selection draws of every input (stage selection),
+    accumulates the scores of every candidate (map, t) and keeps, per input,
+    the candidate of :func:`_select_candidates` for a budget of ``n``
+    estimation draws (the only candidate when there is one).  Fixed-n
+    certification, soft PREDICT and sequential certification call it, so
+    with the same seed they choose the same (map, t) per input.
+    """
+    from .sampling import STAGE_SELECTION, sample_statistics
+
+    logits = _LogitAdapter(adapter)
+    n_inputs, n_classes = X.shape[0], int(adapter.n_classes)
+    acc = _CandidateAccumulator(candidates, n_inputs, n_classes, logits.device)
+    sample_statistics(
+        logits,
+        X,
+        n0,
+        sigma,
+        stage=STAGE_SELECTION,
+        seed=seed,
+        batch_size=batch_size,
+        score=acc,
+        progress=progress,
+    )
+    sums, sums_sq = acc.sums.cpu().numpy(), acc.sums_sq.cpu().numpy()
+    if len(candidates) == 1:
+        chosen = np.zeros(n_inputs, dtype=np.int64)
+    else:
+        chosen = _select_candidates(
+            sums,
+            sums_sq,
+            n0,
+            n,
+            alpha,
+            procedure,
+            kind,
+            sigma,
+            constants,
+            radius_method,
+        )
+    maps = np.array([m for m, _ in candidates])[chosen]
+    temps = np.array([t for _, t in candidates], dtype=np.float64)[chosen]
+    codes = np.array([_CODE[m] for m in maps], dtype=np.int64)
+    return _Selection(logits, sums, sums_sq, chosen, maps, temps, codes)
 
 
 class _PredictMarginScore(_PerInputScore):

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import make_linear_module
 from scipy.integrate import quad
 from scipy.special import ndtr, ndtri
 from scipy.stats import binom
@@ -501,15 +502,19 @@ def test_certifier_parameter_validation(fitted, params, match):
         SequentialCertifier(clf, **params).certify(X)
 
 
-def test_certifier_refuses_unfitted_and_lipschitz(linear3, blobs3):
+def test_certifier_refuses_unfitted_and_estimated_lipschitz(linear3, blobs3):
     from sklearn.exceptions import NotFittedError
+
+    from smoothlearn.lipschitz import LocalGradientLipschitz
 
     X, y = blobs3
     with pytest.raises(NotFittedError):
         SequentialCertifier(SmoothedClassifier(linear3)).certify(X)
     clf = SmoothedClassifier(linear3, smoothing="soft", random_state=0).fit(X, y)
-    clf.set_params(lipschitz=1.0)
-    with pytest.raises(ValueError, match="lipschitz"):
+    # An estimate of the constant cannot enter a certificate, sequential or not
+    # (a guaranteed one can: test_sequential_soft_lipschitz_is_sound...).
+    clf.set_params(lipschitz=LocalGradientLipschitz())
+    with pytest.raises(ValueError, match="guaranteed"):
         SequentialCertifier(clf).certify(X)
 
 
@@ -940,3 +945,77 @@ def test_recertified_decisions_are_valid_against_known_truth(forward, soft):
     else:
         # A multi "not robust" implies a mono one (mono <= multi radius).
         assert wrong_kept == wrong
+
+
+def test_sequential_soft_lipschitz_is_sound_on_a_linear_model():
+    """Sequential + soft + a guaranteed Lipschitz constant (issue 18).
+
+    Logits z(x) = (0, a x_0): exactly a-Lipschitz.  The soft smoothed score
+    of class 1 is E[sigmoid(t a (x_0 + sigma Z))], which is 1/2 exactly on
+    x_0 = 0 (the logistic and the Gaussian are symmetric), so an input at
+    x_0 = -d has true robust radius d, hard and soft alike.  The second
+    coordinate is ignored by the model; it only makes the inputs (hence
+    their noise streams) distinct.  Validity: a wrong certificate (class 1,
+    or a radius above d), a wrong "robust at r" (r > d) or a wrong "not
+    robust at r" (the exact Lipschitz-aware radius at the true pA is >= r)
+    must be no more frequent than alpha = 0.1 allows: the test fails when
+    more than binom.isf(1e-6, N, 0.1) inputs have any wrong claim (false
+    alarm 1e-6).  The same statistics recertified with a constant 50 times
+    too small (an invalid claim of smoothness) break that bound, so the test
+    can fail.
+    """
+    from scipy import integrate
+    from scipy.stats import binom, norm
+
+    from smoothlearn.radius import lipschitz_radius
+
+    a, sigma, t, alpha = 1.0, 0.5, 1.0, 0.1
+    model = make_linear_module([[0.0, 0.0], [a, 0.0]], [0.0, 0.0])
+    ds = np.array([0.3, 0.6])
+    per = 60
+    X = np.array([[-d, 1e-3 * i] for d in ds for i in range(per)], dtype=np.float32)
+    true_d = np.repeat(ds, per)
+    clf = SmoothedClassifier(
+        model,
+        sigma=sigma,
+        n0=50,
+        n=2000,
+        smoothing="soft",
+        temperature=t,
+        lipschitz=a,
+        random_state=0,
+    ).fit(X, np.zeros(len(X), dtype=int))
+    targets = np.array([0.25, 0.5, 0.9])
+    res = SequentialCertifier(
+        clf, target_radius=targets, n_max=10_000, alpha=alpha
+    ).certify(X)
+    L_score = np.sqrt(2.0) / 4.0 * t * a  # softmax's constant * t * L_logits
+    np.testing.assert_allclose(res.score_lipschitz, L_score)
+    assert res.lipschitz == a and res.radius_method == "paper"
+
+    def smoothed_class0(x0):
+        def integrand(z):
+            return norm.pdf(z) / (1.0 + np.exp(-t * a * (x0 + sigma * z)))
+
+        return 1.0 - integrate.quad(integrand, -12.0, 12.0, epsabs=1e-13)[0]
+
+    p_true = np.array([smoothed_class0(-d) for d in true_d])
+
+    def n_wrong(r):
+        # "not robust" is about the exact certificate of the result's own kind
+        exact = lipschitz_radius(p_true, None, sigma, r.score_lipschitz, kind="mono")
+        bad = (r.prediction != 0) & ~r.abstained
+        bad |= r.radius > true_d
+        bad |= np.any((r.decisions == 1) & (targets[None, :] > true_d[:, None]), 1)
+        bad |= np.any((r.decisions == -1) & (exact[:, None] >= targets[None, :]), 1)
+        return int(bad.sum())
+
+    limit = binom.isf(1e-6, len(X), alpha)
+    assert n_wrong(res) <= limit
+    # the Lipschitz term pays: certified radii above Cohen's on the same draws
+    cohen = res.recertify(lipschitz=np.inf)
+    assert np.all(cohen.score_lipschitz == np.inf)
+    assert np.mean(res.radius > cohen.radius) > 0.9
+    assert n_wrong(cohen) <= limit
+    # negative control: an invalid (too small) constant is caught
+    assert n_wrong(res.recertify(lipschitz=a / 50)) > limit
