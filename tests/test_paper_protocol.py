@@ -339,24 +339,6 @@ def test_cifar10_reader_runs_no_code_from_the_file(protocol, tmp_path):
     assert not marker.exists()
 
 
-def test_cifar10_reader_matches_torchvision(protocol, cifar_root, monkeypatch):
-    try:
-        from torchvision import datasets, transforms
-    except Exception:  # absent, or built for another torch (as on this CPU image)
-        pytest.skip("torchvision does not import here")
-    root, _, _ = cifar_root
-    # The synthetic batch is not the official file: skip torchvision's md5.
-    monkeypatch.setattr(datasets.CIFAR10, "_check_integrity", lambda self: True)
-    tv = datasets.CIFAR10(str(root), train=False, download=False,
-                          transform=transforms.ToTensor())  # fmt: skip
-    with pytest.warns(UserWarning, match="md5"):
-        images, y = protocol.load_cifar10_test(root)
-    for i in (0, 20, 59):
-        x, label = tv[i]
-        assert torch.equal(x, torch.from_numpy(images[i].astype(np.float32) / 255))
-        assert label == y[i]
-
-
 def test_real_path_on_local_data_and_a_checkpoint(
     protocol, tmp_path, cifar_root, checkpoint_dir
 ):
