@@ -509,7 +509,7 @@ def _take(result: CertificationResult, rows) -> CertificationResult:
         radius=result.kind,
         smoothing=result.smoothing,
         abstain_label=result.abstain_label,
-        lipschitz=None if result.lipschitz is None else result.lipschitz[rows],
+        lipschitz=result.lipschitz,  # the logits' constant: one number
         radius_method=result.radius_method,
         score_map=None if result.score_map is None else result.score_map[rows],
         temperature=None if result.temperature is None else result.temperature[rows],
@@ -539,7 +539,7 @@ def _stack(results: list) -> CertificationResult:
         radius=first.kind,
         smoothing=first.smoothing,
         abstain_label=first.abstain_label,
-        lipschitz=cat("lipschitz"),
+        lipschitz=first.lipschitz,  # the logits' constant: one number
         radius_method=first.radius_method,
         score_map=cat("score_map"),
         temperature=cat("temperature"),
@@ -755,10 +755,11 @@ def certificate_rows(
         "lipschitz_envelope": None,
     }
     if soft is not None and L_logits is not None:
-        L_score = score_constant(L_logits, temperature, len(soft.classes))
-        rows["lipschitz"] = soft.recertify(lipschitz=L_score, radius_method="paper")
+        # recertify takes the logits' constant; each input's class-score
+        # constant follows from its map and temperature (score_constant)
+        rows["lipschitz"] = soft.recertify(lipschitz=L_logits, radius_method="paper")
         rows["lipschitz_envelope"] = soft.recertify(
-            lipschitz=L_score, radius_method="envelope"
+            lipschitz=L_logits, radius_method="envelope"
         )
     return rows
 
