@@ -11,7 +11,7 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
-from smoothlearn import lipschitz as lip
+from smoothlearn.lipschitz import _operators as lip
 from smoothlearn.lipschitz import (
     ConstantLipschitz,
     LipschitzEstimator,
