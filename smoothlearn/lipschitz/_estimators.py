@@ -17,6 +17,7 @@ from torch.nn.utils.parametrize import type_before_parametrizations
 
 from ..models import _eval_mode, _is_skorch_net, _module_device, _module_dtype
 from ..soft import SIMPLEX_MAPS, simplex_map_constant, simplex_scores
+from ._graph import _graph_bound, _is_torch_layer, _trace
 from ._rules import _CONSTANT_LAYERS, _RULES, _Context
 
 __all__ = [
@@ -335,18 +336,35 @@ class SpectralProductLipschitz(LipschitzEstimator):
                 f"{{module_type: callable}} or None. Got {self.rules!r} instead."
             )
 
-    def _record_shapes(self, module, X):
-        """Input and output shapes of every submodule, from one forward pass."""
+    def _sample(self, module, X):
+        """One input (a batch of one) on the module's device, or None."""
         if X is None and self.input_shape is None:
-            return {}
+            return None
         device, dtype = _module_device(module), _module_dtype(module)
         if X is not None:
             sample = torch.as_tensor(np.asarray(X[:1]) if not torch.is_tensor(X)
                                      else X[:1])  # fmt: skip
         else:
             sample = torch.zeros((1, *tuple(self.input_shape)))
-        sample = sample.to(device=device, dtype=dtype)
-        shapes = {}
+        return sample.to(device=device, dtype=dtype)
+
+    def _record(self, module, sample):
+        """Shapes of every submodule and inputs of the traceable ones.
+
+        One forward pass on ``sample`` (eval mode, no gradient): the input and
+        output shapes of each module's first call, and a copy of the
+        arguments of each module that may be traced (containers and the
+        user's own modules), which a graph walk needs for its constants.
+        """
+        shapes, inputs = {}, {}
+        if sample is None:
+            return shapes, inputs
+
+        def pre_hook(mod, args):
+            if id(mod) not in inputs and not _is_torch_layer(mod):
+                inputs[id(mod)] = tuple(
+                    a.detach().clone() if torch.is_tensor(a) else a for a in args
+                )
 
         def hook(mod, args, output):
             if args and torch.is_tensor(args[0]) and torch.is_tensor(output):
@@ -354,41 +372,59 @@ class SpectralProductLipschitz(LipschitzEstimator):
                     id(mod), (tuple(args[0].shape[1:]), tuple(output.shape[1:]))
                 )
 
-        handles = [m.register_forward_hook(hook) for m in module.modules()]
+        handles = []
         try:
-            with _eval_mode(module), torch.no_grad():
-                module(sample)
+            for m in module.modules():
+                handles.append(m.register_forward_pre_hook(pre_hook))
+                handles.append(m.register_forward_hook(hook))
+            module(sample.clone())
         finally:
             for h in handles:
                 h.remove()
-        return shapes
+        inputs[id(module)] = (sample,)
+        return shapes, inputs
+
+    def _user_types(self) -> tuple[type, ...]:
+        return tuple(self.rules or ())
 
     def _bound(self, module: nn.Module, ctx: _Context) -> float:
+        """Bound of one module: its rule, else the graph walk of its forward."""
         for typ, rule in (self.rules or {}).items():
             if isinstance(module, typ):
                 return float(rule(module, ctx))
         typ = type_before_parametrizations(module)
-        if typ in _RULES:
+        if typ in _RULES and typ is not nn.Sequential:
             return float(_RULES[typ](module, ctx))
         if typ in _CONSTANT_LAYERS:
             return _CONSTANT_LAYERS[typ]
+        if _is_torch_layer(module):
+            raise ValueError(
+                f"SpectralProductLipschitz has no rule for the layer type "
+                f"{typ.__name__!r}; register one with rules={{{typ.__name__}: fn}}."
+            )
+        try:
+            gm = _trace(module, self._user_types())
+        except Exception as exc:  # tracing runs the user's code: any error
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+        else:
+            return _graph_bound(self, ctx, module, gm, ctx.inputs.get(id(module)))
         children = list(module.children())
-        if children and self.assume_sequential:
+        if typ is nn.Sequential or (children and self.assume_sequential):
             out = 1.0
             for child in children:
                 out *= ctx(child)
             return out
-        if children:
-            raise ValueError(
-                f"SpectralProductLipschitz cannot bound a {typ.__name__}: its "
-                "forward is not known to be the composition of its children. "
-                f"Register a rule with rules={{{typ.__name__}: fn}}, or pass "
-                "assume_sequential=True if the forward applies the children in "
-                "registration order."
-            )
         raise ValueError(
-            f"SpectralProductLipschitz has no rule for the layer type "
-            f"{typ.__name__!r}; register one with rules={{{typ.__name__}: fn}}."
+            f"SpectralProductLipschitz cannot bound a {typ.__name__}: torch.fx "
+            f"cannot trace its forward ({reason}). Register a rule with "
+            f"rules={{{typ.__name__}: fn}}"
+            + (
+                ", or pass assume_sequential=True if the forward applies the "
+                "children in registration order."
+                if children
+                else "."
+            )
         )
 
     def logit_constant(self, model, X=None) -> float:
@@ -397,8 +433,12 @@ class SpectralProductLipschitz(LipschitzEstimator):
         Parameters
         ----------
         model : torch.nn.Module or skorch net
+            Evaluated in eval mode (dropout off, batch norm with its running
+            statistics); its training flags are restored afterwards.
         X : array-like of shape (n_inputs, ...), default=None
-            Only its first row is used, to record layer input shapes.
+            Only its first row is used: one forward pass on it records the
+            input shape of every layer and the constants of the traced graph
+            (``input_shape`` does the same with zeros).
 
         Returns
         -------
@@ -406,11 +446,12 @@ class SpectralProductLipschitz(LipschitzEstimator):
         """
         self._check_params()
         module = _unwrap(model)
-        ctx = _Context(self, self._record_shapes(module, X))
+        sample = self._sample(module, X)
         # Weights are read in eval mode, the mode of certification: a
         # parametrized weight (spectral_norm) is then the one used in the
         # forward, not a fresh power-iteration step.
         with _eval_mode(module), torch.no_grad():
+            ctx = _Context(self, *self._record(module, sample))
             return self._bound(module, ctx)
 
 

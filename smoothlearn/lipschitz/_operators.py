@@ -114,6 +114,46 @@ def _conv_fourier_bound(module, in_shape) -> float:
     return best * (1.0 + _ROUNDING_MARGIN)
 
 
+def _conv_matrix(module, in_shape) -> torch.Tensor:
+    r"""Matrix of a zero-padded convolution (no bias), built from its kernel.
+
+    With :math:`S^{(t)}_j[o, i] = 1` when input position :math:`i = s\,o + t\,d
+    - p_{left}` along dimension :math:`j` (and inside the input), the
+    operator is :math:`\sum_t W_t \otimes S^{(t_1)}_1 \otimes \dots`, one
+    Kronecker term per kernel tap: the same matrix as :func:`_explicit_operator`
+    (tested), without a forward pass per basis vector.
+    """
+    dims, k, stride, dilation, pads = _conv_geometry(module)
+    spatial = tuple(in_shape[1:])
+    W = module.weight.detach().to("cpu", torch.float64)
+    g = module.groups
+    c_out, c_in = W.shape[0], W.shape[1] * g
+    if g > 1:  # block-diagonal channel mixing
+        full = torch.zeros((c_out, c_in, *k), dtype=torch.float64)
+        og, ig = c_out // g, c_in // g
+        for j in range(g):
+            full[j * og : (j + 1) * og, j * ig : (j + 1) * ig] = W[
+                j * og : (j + 1) * og
+            ]
+        W = full
+    sel = []
+    for n, kk, s, d, (pl, pr) in zip(spatial, k, stride, dilation, pads, strict=True):
+        n_out = (n + pl + pr - d * (kk - 1) - 1) // s + 1
+        S = torch.zeros((kk, n_out, n), dtype=torch.float64)
+        for t in range(kk):
+            for o in range(n_out):
+                i = s * o + t * d - pl
+                if 0 <= i < n:
+                    S[t, o, i] = 1.0
+        sel.append(S)
+    if dims == 1:
+        A = torch.einsum("oct,tyY->oycY", W, sel[0])
+    else:
+        A = torch.einsum("octu,tyY,uxX->oyxcYX", W, sel[0], sel[1])
+    n_out = int(np.prod(A.shape[: 1 + dims]))
+    return A.reshape(n_out, -1)
+
+
 def _explicit_operator(module, in_shape, chunk: int = 256) -> torch.Tensor:
     """Matrix of the linear part of ``module`` on inputs of ``in_shape``.
 

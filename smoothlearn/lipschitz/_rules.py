@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ from ._operators import (
     _adaptive_1d_matrix,
     _as_tuple,
     _conv_fourier_bound,
+    _conv_geometry,
+    _conv_matrix,
     _explicit_operator,
     _gram_bound,
     _matrix_norm,
@@ -57,11 +60,18 @@ _CONSTANT_LAYERS: dict[type, float] = {
 
 
 class _Context:
-    """What a layer rule sees: the recursion and the recorded shapes."""
+    """What a layer rule sees: the recursion and the recorded shapes.
 
-    def __init__(self, estimator, shapes):
+    ``shapes[id(module)]`` is ``(input_shape, output_shape)`` of a module's
+    first call and ``inputs[id(module)]`` the positional arguments of that
+    call (a batch of one), recorded in one forward pass on a sample; a graph
+    walk overrides the shapes with those of each call it bounds.
+    """
+
+    def __init__(self, estimator, shapes, inputs=None):
         self.estimator = estimator
         self.shapes = shapes
+        self.inputs = {} if inputs is None else inputs
 
     def __call__(self, module: nn.Module) -> float:
         return self.estimator._bound(module, self)
@@ -79,6 +89,21 @@ class _Context:
     def output_shape(self, module: nn.Module) -> tuple[int, ...]:
         self.input_shape(module)
         return self.shapes[id(module)][1]
+
+    @contextmanager
+    def call_shapes(self, module: nn.Module, shapes):
+        """Bound ``module`` with the shapes of one call (None: as recorded)."""
+        key = id(module)
+        saved = self.shapes.get(key)
+        if shapes is not None:
+            self.shapes[key] = shapes
+        try:
+            yield
+        finally:
+            if saved is None:
+                self.shapes.pop(key, None)
+            else:
+                self.shapes[key] = saved
 
 
 def _rule_batchnorm(m, ctx) -> float:
@@ -102,23 +127,40 @@ def _rule_linear(m, ctx) -> float:
     return _gram_bound(W, est.gram_iterations)
 
 
+def _tap_sum(m) -> float:
+    """Sum over kernel taps of the largest channel-mixing norm over groups.
+
+    A convolution is the sum over taps of (zero-padded shift, strided) o
+    (channel mixing); shifts and subsampling have norm <= 1, so this bounds it
+    (triangle inequality), and equals it for a 1x1 kernel: the operator is
+    then the mixing applied at the sampled pixels, zero elsewhere.
+    """
+    W = m.weight.detach().to("cpu", torch.float64)
+    g = m.groups
+    W = W.reshape(g, W.shape[0] // g, W.shape[1], -1).permute(3, 0, 1, 2)
+    per_tap = torch.linalg.matrix_norm(W, ord=2).amax(dim=1)
+    return float(per_tap.sum()) * (1.0 + _ROUNDING_MARGIN)
+
+
 def _rule_conv(m, ctx) -> float:
     est = ctx.estimator
     method = est.conv_method
     if method == "taps":
-        # conv = sum over kernel taps of (shift o channel mixing): triangle
-        # inequality, shifts (with zero padding and stride) have norm <= 1.
         if m.padding_mode != "zeros":
             raise ValueError("conv_method='taps' needs padding_mode='zeros'.")
-        W = m.weight.detach().to("cpu", torch.float64)
-        g = m.groups
-        W = W.reshape(g, W.shape[0] // g, W.shape[1], -1).permute(3, 0, 1, 2)
-        per_tap = torch.linalg.matrix_norm(W, ord=2).amax(dim=1)
-        return float(per_tap.sum()) * (1.0 + _ROUNDING_MARGIN)
+        return _tap_sum(m)
+    if method != "explicit" and all(k == 1 for k in m.weight.shape[2:]):
+        # 1x1 kernel: the exact norm, whatever the stride and input size,
+        # unless a non-zero padding mode copies border pixels.
+        _, _, _, _, pads = _conv_geometry(m)
+        if m.padding_mode == "zeros" or not any(p for pair in pads for p in pair):
+            return _tap_sum(m)
     in_shape = ctx.input_shape(m)
     out_shape = ctx.output_shape(m)
-    size = int(np.prod(in_shape)) * max(int(np.prod(in_shape)), int(np.prod(out_shape)))
+    size = int(np.prod(in_shape)) * int(np.prod(out_shape))  # matrix entries
     if method == "explicit" or (method == "auto" and size <= est.max_matrix_size):
+        if m.padding_mode == "zeros" and len(in_shape) in (2, 3):
+            return _matrix_norm(_conv_matrix(m, in_shape))
         return _matrix_norm(_explicit_operator(m, in_shape))
     if m.padding_mode != "zeros":
         raise ValueError(
@@ -207,7 +249,7 @@ def _rule_gelu(m, ctx) -> float:
 
 
 def _rule_normalize(m, ctx) -> float:
-    return 1.0 / float(m.std.detach().abs().min())
+    return (1.0 + _ROUNDING_MARGIN) / float(m.std.detach().abs().min())
 
 
 def _rule_sequential(m, ctx) -> float:
