@@ -212,37 +212,50 @@ class ConstantLipschitz(LipschitzEstimator):
 
 
 class SpectralProductLipschitz(LipschitzEstimator):
-    r"""Guaranteed upper bound: the product of certified per-layer bounds.
+    r"""Guaranteed upper bound from certified per-layer bounds along the graph.
 
-    For a composition :math:`z = h_m \circ \dots \circ h_1`,
-    :math:`\mathrm{Lip}(z) \le \prod_i \mathrm{Lip}(h_i)`; each factor here is
-    itself a guaranteed upper bound (never a few power iterations).
-    :meth:`logit_constant` returns the bound for the logits,
+    The model's ``forward`` is traced with :func:`torch.fx.symbolic_trace`
+    (layers that have a rule stay leaves) and walked in execution order.
+    Every node :math:`v` gets :math:`L_v`, an upper bound on the l2 Lipschitz
+    constant of the map from the input :math:`x` to the value of :math:`v`:
+
+    .. math::
+
+        L_x = 1, \qquad L_{h(u)} = \mathrm{Lip}(h)\, L_u, \qquad
+        L_{\sum_i c_i u_i} = \sum_i |c_i|\, L_{u_i},
+
+    the chain rule for a layer :math:`h` applied to one node (each
+    :math:`\mathrm{Lip}(h)` a certified bound, never a few power iterations)
+    and the triangle inequality for sums, such as the residual addition
+    :math:`\mathrm{Lip}(f + g) \le \mathrm{Lip}(f) + \mathrm{Lip}(g)` of a
+    ResNet block along its two paths.  For a plain composition this is the
+    product :math:`\prod_i \mathrm{Lip}(h_i)` (Gouk et al. 2021).
+    :meth:`logit_constant` returns the bound of the output node, the logits;
     :meth:`estimate` multiplies it by the simplex map's constant and the
     temperature.
 
     Parameters
     ----------
     input_shape : tuple of int or None, default=None
-        Shape of one input (without the batch dimension).  Convolutions and
-        average pooling need the shapes of their inputs; they are recorded in
-        one forward pass on a sample (the first row of ``X`` when given, else
-        zeros of this shape).
+        Shape of one input (without the batch dimension).  Convolutions,
+        pooling, additions (broadcasting) and constants computed from the
+        input's shape need a forward pass on a sample: the first row of ``X``
+        when given, else zeros of this shape.
     rules : dict or None, default=None
         Extra layer rules ``{module_type: rule}``, consulted first (by
-        ``isinstance``), with ``rule(module, bound) -> float``, where
-        ``bound(child)`` returns the bound of a child module and
-        ``bound.input_shape(module)`` its recorded input shape.  This is the
-        hook for residual blocks and other modules whose forward is not the
-        composition of their children, e.g. for a torchvision ``BasicBlock``:
-        ``lambda m, b: b(m.conv1) * b(m.bn1) * b(m.conv2) * b(m.bn2)
-        + (b(m.downsample) if m.downsample is not None else 1.0)`` (times 1 for
-        the final ReLU).
+        ``isinstance``); modules of these types are leaves of the trace.
+        ``rule(module, bound) -> float``, where ``bound(child)`` returns the
+        bound of a child module and ``bound.input_shape(module)`` its
+        recorded input shape.  This is the hook for modules torch.fx cannot
+        trace (data-dependent control flow) and for layers without a built-in
+        rule.  A rule for ``Conv*``, ``Linear`` or ``BatchNorm*`` also turns
+        off their fusion (see Notes).
     assume_sequential : bool, default=False
-        Treat a module with children that has no rule as the composition of
-        its children in registration order (what the PUB code does).  The
-        result is then a bound only if the forward really is that
-        composition; by default such modules are refused.
+        For a module that torch.fx cannot trace and that has no rule: treat
+        it as the composition of its children in registration order (what
+        the PUB code does for every module).  The result is then a bound only
+        if the forward really is that composition; by default such modules
+        are refused.  ``nn.Sequential`` is that composition by definition.
     max_matrix_size : int, default=2**22
         Largest number of entries of an explicit operator matrix (exact
         SVD).  Larger linear layers use Gram iteration, larger convolutions
@@ -254,35 +267,77 @@ class SpectralProductLipschitz(LipschitzEstimator):
         zero-padded, strided operator.  ``"taps"``: sum over kernel taps of
         the spectral norms of the channel-mixing matrices (needs no shape,
         loosest).  ``"auto"``: explicit when the matrix has at most
-        ``max_matrix_size`` entries, else Fourier.
+        ``max_matrix_size`` entries, else Fourier; 1x1 kernels always get
+        their exact norm, the channel-mixing matrix's.
     gram_iterations : int, default=12
         Gram iterations for linear layers too large for an SVD.
 
     Notes
     -----
-    Layer rules (all in float64, each spectral norm inflated by a relative
-    1e-9 to cover rounding): ``Linear`` (SVD or Gram iteration); ``Conv1d``/
-    ``Conv2d`` as the true operator, stride, padding, dilation and groups
-    included (see ``conv_method``); ``BatchNorm1d/2d`` in eval mode,
-    ``max |gamma| / sqrt(running_var + eps)``; average pooling, the exact norm
-    of its separable operator; max pooling, ``sqrt`` of the number of windows
-    that share a pixel (1 when kernel == stride); activations with their
+    **Layers** (all in float64, each norm inflated by a relative 1e-9 to
+    cover rounding): ``Linear``, the spectral norm (SVD, or Gram iteration
+    above ``max_matrix_size``); ``Conv1d``/``Conv2d`` as the true operator,
+    stride, zero padding, dilation and groups included (``conv_method``).
+    Both shortcuts of the convolution bounds are restrictions, of norm at
+    most 1: subsampling (stride) keeps some outputs of the stride-1
+    convolution, so a stride-1 bound of the same kernel also bounds the
+    strided one; and zero padding makes the convolution the restriction of
+    a circular convolution on a zero-extended grid of
+    :math:`n + p_{left} + p_{right} + d(k - 1)` positions per dimension,
+    whose norm the DFT gives exactly (Sedghi et al. 2019); with a stride,
+    its polyphase form is exact on that grid (tighter than the stride-1
+    bound).  ``BatchNorm1d/2d`` in eval mode,
+    :math:`\max_c |\gamma_c| / \sqrt{\mathrm{var}_c + \epsilon}`; a
+    convolution or linear layer read only by an eval batch norm is bounded
+    with it as one linear map :math:`\mathrm{diag}(s) W`
+    (:math:`\|\mathrm{diag}(s) W\| \le \max|s|\,\|W\|`, never looser);
+    average pooling (also adaptive, e.g. to 1x1: :math:`1/\sqrt{HW}`), the
+    exact norm of its separable operator; max pooling, the square root of
+    the largest number of windows that share a pixel (1 when kernel ==
+    stride, 2 for torchvision's 3x3 / stride 2); activations with their
     maximal slope (ReLU 1, Sigmoid 1/4, GELU 1.1289, SiLU 1.1, ...);
-    ``Flatten``, ``Dropout`` (eval), ``Identity``: 1; :class:`Normalize`:
-    ``1 / min std``; ``nn.Sequential``: the product over its children in
-    order; :class:`Residual`: ``L(main) + L(shortcut)``.  Dropout and
-    BatchNorm are taken in eval mode, the mode of certification.  An unknown
-    layer type raises a ``ValueError`` naming it.  The bound is loose for deep
-    networks (the product ignores how layers align; SCIENCE.md section 4) but
-    it is guaranteed.
+    ``Flatten``, ``Dropout`` (eval), ``Identity``, reshapes, permutations,
+    slicing: 1; :class:`Normalize`: ``1 / min std``.
+
+    **Functions and methods** of a traced forward: ``+``/``-``
+    (``torch.add``, in-place forms) sum the bounds of their input-dependent
+    operands, times :math:`\sqrt{\#out/\#operand}` for an operand that is
+    broadcast (each entry then appears that many times); a product with a
+    constant scales by :math:`\max|c|`, a quotient by :math:`1/\min|c|`, so
+    a normalisation :math:`(x - \mu)/\sigma` per channel (Cohen et al.'s
+    ``NormalizeLayer``, torchvision's ``Normalize``) gives
+    :math:`1/\min\sigma`; ``torch.cat``/``stack``
+    :math:`\sqrt{\sum_i L_i^2}`; ``mean``/``sum`` over :math:`m` entries
+    :math:`1/\sqrt m` / :math:`\sqrt m`; ``F.relu`` and the other
+    activations, ``F.linear``, ``@`` and ``F.conv1d``/``conv2d`` with constant
+    weights, ``F.*pool*``, ``F.pad`` (zeros), ``F.batch_norm`` (eval),
+    ``torch.flatten``, ``view``/``reshape``/``permute``/``x[...]``,
+    ``expand``/``repeat`` (:math:`\sqrt{\#out/\#in}`), ``split``/``chunk``.
+    Values that depend only on the input's shape (``x.size(0)``) are
+    constants.  Anything else (a product of two input-dependent tensors, an
+    operation without a rule, an in-place write the graph would hide) raises
+    a ``ValueError`` naming the node and the operation: a missing rule is
+    never read as a small constant.  The model is evaluated in eval mode
+    (dropout off, batch norm with running statistics), the mode of
+    certification, and is assumed to process the rows of a batch
+    independently, as the certification engine does.
+
+    The bound is loose for deep networks (the per-layer bounds ignore how
+    layers align; SCIENCE.md section 4), but it is guaranteed.
 
     References
     ----------
-    .. [1] Delattre, Barthélemy, Araujo & Allauzen, "Efficient Bound of
+    .. [1] Gouk, Frank, Pfahringer & Cree, "Regularisation of Neural
+       Networks by Enforcing Lipschitz Continuity", Machine Learning 110,
+       2021.
+    .. [2] Delattre, Barthélemy, Araujo & Allauzen, "Efficient Bound of
        Lipschitz Constant for Convolutional Layers by Gram Iteration",
        ICML 2023.
-    .. [2] Sedghi, Gupta & Long, "The Singular Values of Convolutional
+    .. [3] Sedghi, Gupta & Long, "The Singular Values of Convolutional
        Layers", ICLR 2019.
+    .. [4] Cohen, Rosenfeld & Kolter, "Certified Adversarial Robustness via
+       Randomized Smoothing", ICML 2019 (the ``NormalizeLayer`` first in
+       their models, so that noise is added in pixel space).
 
     Examples
     --------
@@ -292,6 +347,23 @@ class SpectralProductLipschitz(LipschitzEstimator):
     >>> with torch.no_grad():
     ...     _ = net[0].weight.copy_(torch.tensor([[3.0, 0.0], [0.0, 1.0]]))
     >>> round(SpectralProductLipschitz().logit_constant(net), 6)
+    3.0
+
+    A residual block written as a plain module is traced: the bound of
+    ``x + W x`` is ``1 + ||W||`` (here exact, ``W`` being positive
+    semi-definite).
+
+    >>> class Block(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.lin = torch.nn.Linear(2, 2, bias=False)
+    ...
+    ...     def forward(self, x):
+    ...         return x + self.lin(x)
+    >>> block = Block()
+    >>> with torch.no_grad():
+    ...     _ = block.lin.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 0.5]]))
+    >>> round(SpectralProductLipschitz(input_shape=(2,)).logit_constant(block), 6)
     3.0
     """
 
