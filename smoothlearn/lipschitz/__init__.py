@@ -28,12 +28,14 @@ inside the model (e.g. :class:`Normalize`, or Cohen et al.'s
 ``NormalizeLayer``) contributes ``1 / min(std)``.
 
 The package is split by concern, with imports in one direction
-(estimators -> graph walk -> layer rules -> operator norms and layers):
-``_estimators`` (the four estimators), ``_graph`` (the torch.fx graph walk of
-:class:`SpectralProductLipschitz`), ``_rules`` (the bound of each layer
-type), ``_operators`` (certified matrix, convolution and pooling norms) and
-``_layers`` (:class:`Normalize` and :class:`Residual`, which users put in
-their models).  Every public name is imported from ``smoothlearn.lipschitz``.
+(estimators -> graph walk -> function rules -> layer rules -> operator norms
+and layers): ``_estimators`` (the four estimators), ``_graph`` (the torch.fx
+graph walk of :class:`SpectralProductLipschitz`), ``_functions`` (the bounds
+of the functions and tensor methods a traced forward calls), ``_rules`` (the
+bound of each layer type), ``_operators`` (certified matrix, convolution and
+pooling norms) and ``_layers`` (:class:`Normalize` and :class:`Residual`,
+which users put in their models).  Every public name is imported from
+``smoothlearn.lipschitz``.
 """
 
 from ._estimators import (
