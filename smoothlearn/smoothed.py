@@ -999,7 +999,10 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             est = self.estimator_
             inner = est.estimator if isinstance(est, FrozenEstimator) else est
             module = getattr(inner, "module_", inner)
-            value = _call_lipschitz_estimator(self.lipschitz, module)
+            # a zero input of the fitted shape: graph-walking bounds (traced
+            # ResNets) need the shape; the bound itself is global
+            sample = np.zeros((1, *self.input_shape_), dtype=np.float32)
+            value = _call_lipschitz_estimator(self.lipschitz, module, sample)
         if len(self.classes_) == 2 and self._n_outputs_raw() == 1:
             value *= math.sqrt(2.0)  # one logit l is read as (-l, l)
         return value
@@ -1160,7 +1163,7 @@ def _encode(y: NDArray, classes: NDArray) -> NDArray[np.int64]:
     return index.astype(np.int64)
 
 
-def _call_lipschitz_estimator(estimator, module) -> float:
+def _call_lipschitz_estimator(estimator, module, sample=None) -> float:
     """The logits' Lipschitz bound from a guaranteed ``LipschitzEstimator``."""
     if not getattr(estimator, "guaranteed", False):
         raise ValueError(
@@ -1176,7 +1179,7 @@ def _call_lipschitz_estimator(estimator, module) -> float:
             "LipschitzEstimator or a float > 0. Got "
             f"{estimator!r} instead."
         )
-    value = float(np.max(np.asarray(method(module), dtype=np.float64)))
+    value = float(np.max(np.asarray(method(module, sample), dtype=np.float64)))
     if not value > 0:
         raise ValueError(
             f"The 'lipschitz' estimator returned {value!r}; a bound > 0 is needed."
