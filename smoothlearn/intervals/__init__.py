@@ -1,6 +1,7 @@
 """Confidence bounds: binomial and bounded-mean intervals, multi-class procedures."""
 
 from ._base import ClassBounds, IntervalEstimator, MultiClassProcedure
+from ._betting import BettingInterval, BettingState
 from ._binomial import AgrestiCoull, ClopperPearson, Jeffreys, Wilson
 from ._bounded import EmpiricalBernstein, Hoeffding
 from ._procedures import Bonferroni, ClassPartitioning, TopClass
@@ -10,6 +11,8 @@ __all__ = [
     "INTERVALS",
     "PROCEDURES",
     "AgrestiCoull",
+    "BettingInterval",
+    "BettingState",
     "Bonferroni",
     "ClassBounds",
     "ClassPartitioning",
