@@ -264,7 +264,7 @@ def _psi(c: NDArray[np.float64]) -> NDArray[np.float64]:
     """
     c = np.asarray(c, dtype=np.float64)
     small = c < 1e-3
-    cs = np.where(small, 1.0, c)
+    cs = np.where(small, 0.5, c)  # any value the closed form handles
     closed = (-np.log1p(-cs) - cs) / (cs * cs) * (1.0 + 1e-9)
     series = 0.5 + c / 3.0 + c * c / 4.0 + c**3 / (5.0 * (1.0 - c))
     return np.where(small, series, closed)
@@ -319,19 +319,19 @@ def order_free_log_capital(
 
     Vectorised over rows (``s``, ``q``, ``n``, ``m`` of shape (R,)).
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lam = np.minimum(lams, cap / m[:, None])  # m = 0: the finite bets only
+    with np.errstate(divide="ignore"):
+        lam = np.minimum(lams, cap / m[:, None])
+    # At m = 0 the bet c/m is infinite: that strategy is left out (weight kept).
+    finite = np.isfinite(lam)
+    lam = np.where(finite, lam, 0.0)
     # Q(m) rounded up: sum_sq - 2 m S + n m^2 loses up to a few ulps of its terms.
     terms = q + 2.0 * m * s + n * m * m
     qm = np.maximum(q - 2.0 * m * s + n * m * m, 0.0) + 8.0 * EPS * terms
     lin = lam * (s - n * m)[:, None]
     quad = _psi(lam * m[:, None]) * lam * lam * qm[:, None]
-    with np.errstate(invalid="ignore"):
-        e = lin - quad
-    e = np.where(np.isfinite(lam), e, -np.inf)
-    with np.errstate(divide="ignore"):
-        out = logsumexp(e, b=weights, axis=1)
-        scale = np.max(np.where(np.isfinite(lam), np.abs(lin) + quad, 0.0), axis=1)
+    e = np.where(finite, lin - quad, -np.inf)
+    out = logsumexp(e, b=weights, axis=1)
+    scale = np.max(np.abs(lin) + quad, axis=1)
     return out - 1e-12 * (1.0 + scale)
 
 
