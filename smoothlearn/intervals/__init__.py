@@ -1,6 +1,6 @@
 """Confidence bounds: binomial and bounded-mean intervals, multi-class procedures."""
 
-from ._base import ClassBounds, IntervalEstimator, MultiClassProcedure
+from ._base import BoundPlan, ClassBounds, IntervalEstimator, MultiClassProcedure
 from ._betting import BettingInterval, BettingState
 from ._binomial import AgrestiCoull, ClopperPearson, Jeffreys, Wilson
 from ._bounded import EmpiricalBernstein, Hoeffding
@@ -14,6 +14,7 @@ __all__ = [
     "BettingInterval",
     "BettingState",
     "Bonferroni",
+    "BoundPlan",
     "ClassBounds",
     "ClassPartitioning",
     "ClopperPearson",

@@ -469,7 +469,7 @@ class MultiClassProcedure(BaseEstimator, metaclass=ABCMeta):
             )
         alpha = check_scalar_alpha(alpha)
         kind = plan.kind if kind is None else check_kind(kind)
-        if kind == "multi" and plan.kind == "mono" and plan.n_quantities > 1:
+        if kind == "multi" and plan.kind == "mono":
             raise ValueError(
                 "The 'kind' parameter must be 'mono' for a plan made with "
                 "kind='mono'. Got 'multi' instead."

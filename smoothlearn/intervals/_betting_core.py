@@ -271,22 +271,26 @@ def _psi(c: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def order_free_components(
-    n: NDArray[np.float64], threshold: NDArray[np.float64], cap: float
+    n: NDArray[np.float64], cap: float
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     r"""Constant bets and weights of the order-free mixture, per row.
 
     Half the weight is on the bet :math:`\lambda = c/m` (``inf`` here, then
     truncated), half spread evenly over :math:`\lambda_0 2^j`,
-    :math:`j = 0, \dots, J - 1`, with :math:`\lambda_0 =
-    \sqrt{8 \log(1/\alpha)/n}` (the Chernoff-optimal bet for variance 1/4)
-    and ``J`` the first with :math:`\lambda_0 2^{J-1} \ge c`.
+    :math:`j = 0, \dots, J - 1`, with :math:`\lambda_0 = \sqrt{2/n}` and
+    ``J`` the first with :math:`\lambda_0 2^{J-1} \ge c`.  The
+    Chernoff-optimal bet for variance ``v`` at level ``alpha`` is
+    :math:`\sqrt{2\log(1/\alpha)/(n v)} \ge \sqrt{8 \log(1/\alpha)/n}`,
+    inside that range for every ``alpha <= 0.88``.  The bets do not depend on
+    ``alpha``, so neither does the capital, and the bound shrinks as
+    ``alpha`` grows.
 
     Returns
     -------
     lams, weights : ndarrays of shape (R, J_max + 1)
     """
-    lam0 = np.sqrt(8.0 * threshold / n)
-    n_var = np.maximum(1, np.ceil(np.log2(np.maximum(cap / lam0, 1.0))) + 1).astype(int)
+    lam0 = np.sqrt(2.0 / n)
+    n_var = np.ceil(np.log2(np.maximum(cap / lam0, 1.0))).astype(int) + 1
     j_max = int(n_var.max())
     j = np.arange(j_max)[None, :]
     lams = lam0[:, None] * 2.0**j
@@ -319,7 +323,7 @@ def order_free_log_capital(
 
     Vectorised over rows (``s``, ``q``, ``n``, ``m`` of shape (R,)).
     """
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         lam = np.minimum(lams, cap / m[:, None])
     # At m = 0 the bet c/m is infinite: that strategy is left out (weight kept).
     finite = np.isfinite(lam)
@@ -327,12 +331,21 @@ def order_free_log_capital(
     # Q(m) rounded up: sum_sq - 2 m S + n m^2 loses up to a few ulps of its terms.
     terms = q + 2.0 * m * s + n * m * m
     qm = np.maximum(q - 2.0 * m * s + n * m * m, 0.0) + 8.0 * EPS * terms
-    lin = lam * (s - n * m)[:, None]
-    quad = _psi(lam * m[:, None]) * lam * lam * qm[:, None]
-    e = np.where(finite, lin - quad, -np.inf)
-    out = logsumexp(e, b=weights, axis=1)
-    scale = np.max(np.abs(lin) + quad, axis=1)
-    return out - 1e-12 * (1.0 + scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Huge bets (m near 0) may overflow: such a strategy counts as no
+        # evidence (exponent -inf), which is conservative.
+        lin = lam * (s - n * m)[:, None]
+        quad = _psi(lam * m[:, None]) * lam * lam * qm[:, None]
+        ok = finite & np.isfinite(lin) & np.isfinite(quad)
+        e = np.where(ok, lin - quad, -np.inf)
+        top = np.max(e, axis=1, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        with np.errstate(divide="ignore"):
+            out = top[:, 0] + np.log(np.sum(weights * np.exp(e - top), axis=1))
+        # S - n m is off by up to 2 ulps of S + n m; the rest is relative.
+        cancel = np.max(np.where(ok, lam, 0.0), axis=1) * 4.0 * EPS * (s + n * m)
+        scale = np.max(np.where(ok, np.abs(lin) + quad, 0.0), axis=1)
+    return out - 1e-12 * (1.0 + scale) - cancel
 
 
 def order_free_lower(
@@ -350,15 +363,23 @@ def order_free_lower(
     rejected; ``lo`` only moves to checked points.
     """
     s, q, n, threshold = (np.ravel(a) for a in (s, q, n, threshold))
-    lams, w = order_free_components(n, threshold, cap)
+    lams, w = order_free_components(n, cap)
     lo = np.zeros(s.size)
     hi = s / n
+    active = np.flatnonzero(hi > 0.0)
     for _ in range(n_iter):
-        mid = 0.5 * (lo + hi)
-        rej = order_free_log_capital(s, q, n, mid, lams, w, cap) >= threshold
-        rej &= mid > lo
-        lo = np.where(rej, mid, lo)
-        hi = np.where(rej, hi, mid)
+        if active.size == 0:
+            break
+        a = active
+        mid = 0.5 * (lo[a] + hi[a])
+        moved = (mid > lo[a]) & (mid < hi[a])  # False at float resolution
+        rej = order_free_log_capital(s[a], q[a], n[a], mid, lams[a], w[a], cap)
+        rej = (rej >= threshold[a]) & moved
+        lo[a] = np.where(rej, mid, lo[a])
+        hi[a] = np.where(rej | ~moved, hi[a], mid)
+        # Stop at a relative 1e-12 of the distance to the nearer end.
+        tol = 1e-12 * np.minimum(hi[a], 1.0 - lo[a])
+        active = a[(hi[a] - lo[a] > tol) & moved]
     return lo
 
 

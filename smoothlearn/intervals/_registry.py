@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import IntervalEstimator, MultiClassProcedure
+from ._betting import BettingInterval
 from ._binomial import AgrestiCoull, ClopperPearson, Jeffreys, Wilson
 from ._bounded import EmpiricalBernstein, Hoeffding
 from ._procedures import Bonferroni, ClassPartitioning, TopClass
@@ -17,6 +18,7 @@ INTERVALS = {
     "jeffreys": Jeffreys,
     "hoeffding": Hoeffding,
     "empirical_bernstein": EmpiricalBernstein,
+    "betting": BettingInterval,
 }
 
 #: Exact string aliases of the multi-class procedures ("cpm" is the paper's name).
@@ -50,7 +52,8 @@ def get_interval(interval: IntervalEstimator | str | None) -> IntervalEstimator:
     interval : IntervalEstimator, str or None
         An instance (returned unchanged), None (:class:`ClopperPearson`) or
         one of ``"clopper_pearson"``, ``"wilson"``, ``"agresti_coull"``,
-        ``"jeffreys"``, ``"hoeffding"``, ``"empirical_bernstein"``.
+        ``"jeffreys"``, ``"hoeffding"``, ``"empirical_bernstein"``,
+        ``"betting"``.
 
     Returns
     -------
