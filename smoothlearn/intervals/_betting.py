@@ -89,14 +89,15 @@ _SPREAD_Z = 2.5
 def _regrid_schedule(n: int) -> NDArray[np.int64]:
     """Draw counts after which the movable points are moved.
 
-    After 64, 128, 256, ... draws up to ``n / 2``, then after ``3n/4``,
-    ``7n/8``, ``15n/16`` and ``31n/32``: the range of the final mean narrows
-    as draws accumulate, and late moves give the finest grid where the bound
-    ends up.
+    After ``t0, 2 t0, 4 t0, ...`` draws up to ``n / 2`` (``t0 = 64``, less
+    for ``n < 512``), then after ``3n/4``, ``7n/8``, ``15n/16`` and
+    ``31n/32``: the range of the final mean narrows as draws accumulate, and
+    late moves give the finest grid where the bound ends up.
     """
-    early = 64 * 2 ** np.arange(64)
+    t0 = max(8, min(64, n // 8))
+    early = t0 * 2 ** np.arange(48, dtype=np.int64)
     early = early[early <= n // 2]
-    late = np.array([n - n // 2**k for k in range(2, 6) if n // 2**k >= 64])
+    late = np.array([n - n // 2**k for k in range(2, 6) if n // 2**k >= t0])
     return np.unique(np.concatenate([early, late]).astype(np.int64))
 
 
@@ -424,7 +425,8 @@ class BettingState:
     *Grid.*  A bound is the largest grid point whose capital reaches
     :math:`1/\alpha`, so its resolution is the grid's.  A third of the points
     are fixed (logit-spaced in :math:`[10^{-9}, 1 - 10^{-9}]`); the others
-    are moved, after ``32, 64, 128, ...`` draws (up to ``n / 2``), to where
+    are moved, after ``64, 128, 256, ...`` draws (up to ``n / 2``) and after
+    ``3n/4, ..., 31n/32`` draws, to where
     the capital extrapolated to ``n`` draws crosses the levels around
     :math:`\log(1/\alpha_d)`.  A moved point that lands between existing
     points starts from the capital of the existing point just above it, a

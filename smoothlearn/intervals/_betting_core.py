@@ -33,7 +33,7 @@ PRIOR_VAR = 0.25
 #: every c <= 1 - 1e-30 and m >= 1e-30.
 _GROUP = 8
 #: Largest number of elements of one temporary factor array.
-_CHUNK = 1 << 21
+_CHUNK = 1 << 17
 
 
 def plugin_bets(
@@ -133,17 +133,23 @@ def log_capital(
         cm = cap_m[r0:r1]
         for d0 in range(0, b, step_b):
             d1 = min(b, d0 + step_b)
-            diff = x[r0:r1, None, None, d0:d1] - ms
+            xs = x[r0:r1, None, None, d0:d1]
+            diff = xs - ms  # (r, 1, G, B): the same for every strategy
             lam_b = lam[r0:r1, None, None, d0:d1]
-            lam_eff = np.minimum(lam_b, cm)
-            f = 1.0 + lam_eff * diff
+            f = np.minimum(lam_b, cm)  # the bet, then the factor, in place
             if slopes:
-                rate = np.where(
-                    lam_b <= cm, lam_b, cm * np.minimum(1.0 + diff / ms, 1.0)
-                )
-                q = rate / f
-                sum_a[r0:r1] += q.sum(axis=-1)
-                sum_b[r0:r1] += (q * q).sum(axis=-1)
+                truncated = lam_b > cm
+                rate = f.copy()
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.minimum(xs / ms, 1.0)
+                np.multiply(f, ratio, out=rate, where=truncated)
+            np.multiply(f, diff, out=f)
+            f += 1.0
+            if slopes:
+                np.divide(rate, f, out=rate)
+                sum_a[r0:r1] += rate.sum(axis=-1)
+                np.multiply(rate, rate, out=rate)
+                sum_b[r0:r1] += rate.sum(axis=-1)
             f = f.reshape(r1 - r0, n_caps, g_pts, (d1 - d0) // _GROUP, _GROUP)
             out[r0:r1] += np.log(f.prod(axis=-1)).sum(axis=-1)
     if slopes:
