@@ -510,3 +510,30 @@ def test_state_coverage_at_10_000_draws():
             state.update(part)
         fails = int(np.sum(state.lower(alpha) > mu) + np.sum(state.upper(alpha) < mu))
         assert fails <= _max_failures(2 * paths, alpha), (name, fails)
+
+
+def test_state_rows_feed_interleaved_batches_like_one_update():
+    # An engine's batches cut across inputs: feeding each input's part with
+    # `rows` gives the same state as feeding all draws at once.
+    rng = np.random.default_rng(14)
+    x = rng.beta(5.0, 1.0, (3, 900))
+    bet = BettingInterval(n_grid=48)
+    whole = bet.new_state(3, 900, 0.01).update(x)
+    parts = bet.new_state(3, 900, 0.01)
+    parts.update(x[[0], :500], rows=[0])
+    parts.update(x[[1, 2], :300], rows=[1, 2])
+    assert parts.n_draws.tolist() == [500, 300, 300]
+    assert "300..500" in repr(parts)
+    with pytest.raises(ValueError, match="different numbers of draws"):
+        parts.update(x[:, :10])
+    with pytest.raises(ValueError, match="'rows'"):
+        parts.update(x[:2, 300:310], rows=[0, 1])
+    with pytest.raises(ValueError, match="'rows'"):
+        parts.update(x[:1, 300:310], rows=[3])
+    with pytest.raises(ValueError, match="'draws'"):
+        parts.update(x[:, 300:310], rows=[1, 2])
+    parts.update(x[[0], 500:], rows=[0])
+    parts.update(x[[2, 1], 300:], rows=[2, 1])
+    assert parts.n_draws == 900
+    np.testing.assert_allclose(parts.lower(0.01), whole.lower(0.01), rtol=1e-9)
+    np.testing.assert_allclose(parts.upper(0.003), whole.upper(0.003), rtol=1e-9)

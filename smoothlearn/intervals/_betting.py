@@ -415,8 +415,8 @@ class BettingState:
         Shape of the array of bounded quantities.
     n : int
         Planned number of draws (the bets are tuned for it).
-    n_draws : int
-        Draws fed so far (the same for every quantity).
+    n_draws : int or ndarray of shape ``shape``
+        Draws fed so far (an array when quantities differ).
     side : ndarray of str of shape ``shape``, or str
         ``"both"``, or the kept side of each quantity.
 
@@ -495,8 +495,8 @@ class BettingState:
         rows = reflect.size
         self.shape = shape
         self.n = n
-        self.n_draws = 0
         self.side = side if per_entry is None else per_entry
+        self._t = np.zeros(rows, dtype=np.int64)
         self._caps = caps
         self._alpha_design = alpha.ravel()[source].astype(np.float64)
         self._reflect = reflect
@@ -514,10 +514,10 @@ class BettingState:
         self._schedule = _regrid_schedule(n)
 
     def __repr__(self) -> str:
-        return (
-            f"BettingState(shape={self.shape}, n={self.n}, n_draws={self.n_draws}, "
-            f"side={self.side if isinstance(self.side, str) else '[per entry]'})"
-        )
+        t = self.n_draws
+        t = t if np.ndim(t) == 0 else f"{int(np.min(t))}..{int(np.max(t))}"
+        side = self.side if isinstance(self.side, str) else "[per entry]"
+        return f"BettingState(shape={self.shape}, n={self.n}, n_draws={t}, side={side})"
 
     # -- saving ---------------------------------------------------------------
     _ARRAYS = (
@@ -532,6 +532,7 @@ class BettingState:
         "_sum_a",
         "_sum_b",
         "_schedule",
+        "_t",
     )
 
     def to_dict(self) -> dict[str, NDArray]:
@@ -548,7 +549,6 @@ class BettingState:
         }
         out["shape"] = np.asarray(self.shape, dtype=np.int64)
         out["n"] = np.asarray(self.n, dtype=np.int64)
-        out["n_draws"] = np.asarray(self.n_draws, dtype=np.int64)
         out["n_fixed"] = np.asarray(self._n_fixed, dtype=np.int64)
         out["side"] = np.asarray(self.side, dtype="<U5")
         return out
@@ -572,7 +572,6 @@ class BettingState:
                 setattr(state, name, np.array(arrays[name.lstrip("_")]))
             state.shape = tuple(int(v) for v in np.asarray(arrays["shape"]).ravel())
             state.n = int(arrays["n"])
-            state.n_draws = int(arrays["n_draws"])
             state._n_fixed = int(arrays["n_fixed"])
             side = np.asarray(arrays["side"]).astype("<U5")
         except (KeyError, TypeError, ValueError) as exc:
@@ -589,60 +588,133 @@ class BettingState:
         return state
 
     # -- feeding --------------------------------------------------------------
-    def update(self, draws: ArrayLike) -> BettingState:
+    def update(self, draws: ArrayLike, rows: ArrayLike = None) -> BettingState:
         """Feed the next draws, in order.
 
         Parameters
         ----------
-        draws : array-like of shape ``shape + (b,)``
-            The next ``b`` draws of every quantity, in [0, 1], in the order
-            they were made.  A 1-D array is accepted for ``shape == ()``.
+        draws : array-like of shape ``shape + (b,)``, or ``(len(rows), b)``
+            The next ``b`` draws of every quantity (or of the quantities in
+            ``rows``), in [0, 1], in the order they were made.  A 1-D array is
+            accepted for ``shape == ()``.
+        rows : array-like of int, default=None
+            Flat indices (into ``shape``) of the quantities fed, all with the
+            same number of draws so far; None feeds every quantity.  An
+            engine whose batches cut across inputs feeds each input's part
+            of a batch this way.
 
         Returns
         -------
         self : BettingState
         """
         x = _check_draws(draws, "draws")
-        if x.shape[:-1] != self.shape:
-            raise ValueError(
-                f"The 'draws' parameter must have shape {self.shape} + (b,). Got "
-                f"{x.shape} instead."
-            )
-        x = x.reshape(-1, x.shape[-1])[self._source]
-        x = np.where(self._reflect[:, None], 1.0 - x, x)
-        threshold = -np.log(self._alpha_design)
+        size = self._t_entry_size()
+        if rows is None:
+            if x.shape[:-1] != self.shape:
+                raise ValueError(
+                    f"The 'draws' parameter must have shape {self.shape} + (b,). "
+                    f"Got {x.shape} instead."
+                )
+            x = x.reshape(-1, x.shape[-1])[self._source]
+            idx = None
+        else:
+            entries = self._check_rows(rows, size)
+            if x.shape != (entries.size, x.shape[-1]):
+                raise ValueError(
+                    "The 'draws' parameter must have shape (len(rows), b) = "
+                    f"({entries.size}, b). Got {x.shape} instead."
+                )
+            pos = np.full(size, -1)
+            pos[entries] = np.arange(entries.size)
+            idx = np.flatnonzero(pos[self._source] >= 0)
+            x = x[pos[self._source[idx]]]
+            if np.any(self._t[idx] != self._t[idx[0]]):
+                raise ValueError(
+                    "The 'rows' parameter must select quantities that have all "
+                    "received the same number of draws; feed them in groups."
+                )
+        reflect = self._reflect if idx is None else self._reflect[idx]
+        x = np.where(reflect[:, None], 1.0 - x, x)
+        if idx is None:
+            if self._t.size == 0:
+                return self
+            if np.any(self._t != self._t[0]):
+                raise ValueError(
+                    "The quantities of this BettingState have received different "
+                    "numbers of draws; feed them with the 'rows' parameter."
+                )
+            self._feed(x, slice(None))
+        else:
+            self._feed(x, idx)
+        return self
+
+    def _feed(self, x, idx) -> None:
+        """Process draws ``x`` (internal rows ``idx``, same count so far)."""
+        names = ("_sum", "_dev", "_m", "_log_k", "_sum_a", "_sum_b")
+        arr = {name: getattr(self, name)[idx] for name in names}  # views or copies
+        threshold = -np.log(self._alpha_design[idx])
+        t = int(self._t[idx][0]) if x.shape[0] else 0
         start, b = 0, x.shape[1]
-        while start < b:
-            later = self._schedule[self._schedule > self.n_draws]
-            stop = (
-                b if later.size == 0 else min(b, start + int(later[0]) - self.n_draws)
-            )
+        while start < b and x.shape[0]:
+            later = self._schedule[self._schedule > t]
+            stop = b if later.size == 0 else min(b, start + int(later[0]) - t)
             seg = x[:, start:stop]
-            lam, self._sum, self._dev = core.plugin_bets(
-                seg, self.n_draws, self._sum, self._dev, float(self.n), threshold
+            lam, arr["_sum"], arr["_dev"] = core.plugin_bets(
+                seg, t, arr["_sum"], arr["_dev"], float(self.n), threshold
             )
-            lk, sum_a, sum_b = core.log_capital(seg, lam, self._m, self._caps, True)
-            self._log_k += lk
-            self._sum_a += sum_a
-            self._sum_b += sum_b
-            self.n_draws += stop - start
+            lk, sum_a, sum_b = core.log_capital(seg, lam, arr["_m"], self._caps, True)
+            arr["_log_k"] += lk
+            arr["_sum_a"] += sum_a
+            arr["_sum_b"] += sum_b
+            t += stop - start
             start = stop
-            if later.size and self.n_draws == later[0]:
-                t = self.n_draws
-                var = (core.PRIOR_VAR + self._dev) / (t + 1.0)
+            if later.size and t == later[0]:
+                var = (core.PRIOR_VAR + arr["_dev"]) / (t + 1.0)
                 spread = _SPREAD_Z * np.sqrt(var * max(self.n - t, 0)) / self.n
                 core.regrid(
-                    self._m,
-                    self._log_k,
-                    self._sum_a,
-                    self._sum_b,
+                    arr["_m"],
+                    arr["_log_k"],
+                    arr["_sum_a"],
+                    arr["_sum_b"],
                     self._n_fixed,
                     t,
                     self.n,
                     threshold,
                     spread,
                 )
-        return self
+        for name in names:
+            getattr(self, name)[idx] = arr[name]
+        self._t[idx] = t
+
+    def _t_entry_size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @staticmethod
+    def _check_rows(rows, size) -> NDArray[np.intp]:
+        try:
+            r = np.asarray(rows)
+            ok = r.ndim == 1 and r.size > 0 and np.issubdtype(r.dtype, np.integer)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or np.any((r < 0) | (r >= size)) or np.unique(r).size != r.size:
+            raise ValueError(
+                "The 'rows' parameter must be a non-empty 1-D array of distinct "
+                f"flat indices in [0, {size}). Got {rows!r} instead."
+            )
+        return r.astype(np.intp)
+
+    @property
+    def n_draws(self) -> NDArray[np.int64] | int:
+        """Draws fed so far: an int when every quantity has had as many, else
+        an array of shape ``shape``."""
+        size = self._t_entry_size()
+        per_entry = np.zeros(size, dtype=np.int64)
+        per_entry[self._source] = self._t
+        if size and np.all(per_entry == per_entry[0]):
+            return int(per_entry[0])
+        if size == 0:
+            return 0
+        return per_entry.reshape(self.shape)
 
     # -- reading --------------------------------------------------------------
     def _lower_rows(self, alpha, rows):
@@ -650,7 +722,7 @@ class BettingState:
         grid = self._m[rows]
         lk = core.mixture(self._log_k[rows])
         need = -np.log(alpha)[:, None] + core.margin(
-            self.n_draws, grid, float(self._caps.max())
+            self._t[rows][:, None], grid, float(self._caps.max())
         )
         return np.max(np.where(lk >= need, grid, 0.0), axis=1)
 
