@@ -211,6 +211,8 @@ def lower_from_draws(
     returned, so the numerical accuracy of the root only affects tightness.
     """
     rows, n = x.shape
+    if rows == 0:
+        return np.zeros(0)
     lam, _, _ = plugin_bets(x, 0, np.zeros(rows), np.zeros(rows), n, threshold_design)
     cap_max = float(np.max(caps))
 
@@ -369,6 +371,8 @@ def order_free_lower(
     rejected; ``lo`` only moves to checked points.
     """
     s, q, n, threshold = (np.ravel(a) for a in (s, q, n, threshold))
+    if s.size == 0:
+        return np.zeros(0)
     lams, w = order_free_components(n, cap)
     lo = np.zeros(s.size)
     hi = s / n
