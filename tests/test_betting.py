@@ -193,7 +193,9 @@ def test_state_is_close_to_and_below_the_exact_bound():
         state.update(part)
     got = state.lower(0.001)
     gap = x.mean(1) - exact
-    assert np.all(got <= exact)
+    # Same bets, stored capitals below the true ones: never above the exact
+    # bound beyond the root finder's tolerance, and close to it.
+    assert np.all(got <= exact + 1e-9 * gap)
     assert np.all(exact - got <= 0.05 * gap)
 
 

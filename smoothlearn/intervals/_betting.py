@@ -434,8 +434,9 @@ class BettingState:
     the mean; so every stored capital is a lower bound on the true one and
     every bound read from the state is valid, whatever the grid (see
     :mod:`smoothlearn.intervals._betting`).  The grid only costs tightness:
-    on the same draws a state's lower bound is never above
-    :meth:`BettingInterval.lower_from_draws` and, on the documentation's
+    on the same draws a state's lower bound is not above
+    :meth:`BettingInterval.lower_from_draws` (beyond the root finder's
+    relative 1e-10) and, on the documentation's
     width table, below it by at most 2 % of the gap to the sample mean (4 %
     in one case).
 
