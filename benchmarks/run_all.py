@@ -35,6 +35,7 @@ MODULES = [
     "bench_certify",
     "bench_art",
     "bench_intervals",
+    "bench_betting",
     "bench_lipschitz_radius",
     "bench_scaling",
     "bench_sequential",

@@ -132,6 +132,36 @@ def _probability(text: str) -> float:
     return value
 
 
+def _law(text: str):
+    """A law on [0, 1] from ``bernoulli:P``, ``beta:A,B``, ``two-point:A,B,P``
+    or ``uniform``: (label, frozen scipy.stats distribution, is Bernoulli)."""
+    from scipy import stats
+
+    name, _, args = text.partition(":")
+    try:
+        values = [float(v) for v in args.split(",")] if args else []
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad numbers in {text!r}") from None
+    try:
+        if name == "bernoulli" and len(values) == 1 and 0 <= values[0] <= 1:
+            return text, stats.bernoulli(values[0]), True
+        if name == "beta" and len(values) == 2 and min(values) > 0:
+            return text, stats.beta(*values), False
+        if name == "two-point" and len(values) == 3:
+            a, b, p = values
+            if 0 <= a < b <= 1 and 0 <= p <= 1:
+                law = stats.rv_discrete(values=([a, b], [1 - p, p]))
+                return text, law, a == 0 and b == 1
+        if name == "uniform" and not values:
+            return text, stats.uniform(), False
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not one of bernoulli:P, beta:A,B, two-point:A,B,P (0 <= A < "
+        "B <= 1) or uniform"
+    )
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text.replace("_", ""))
@@ -413,22 +443,50 @@ def _build_parser() -> argparse.ArgumentParser:
     # -- compare-intervals -----------------------------------------------------
     cmp_ = sub.add_parser(
         "compare-intervals",
-        help="exact coverage and width of the interval methods",
+        help="coverage and width of the interval methods",
         description=(
-            "Exact coverage probability and expected width of the binomial "
-            "interval methods over a grid of true probabilities p, for each n "
-            "(smoothlearn.stats: sums over the binomial law, no simulation). "
-            "A guaranteed method never has coverage below 1 - alpha."
+            "Exact coverage probability and expected width of the interval "
+            "methods on Bernoulli draws over a grid of true probabilities p, for "
+            "each n (smoothlearn.stats: sums over the binomial law, no "
+            "simulation; a method that needs more than the count gets its bound "
+            "from the count). With --law: simulated coverage and width on any "
+            "[0, 1] law, each method getting what it uses (the betting interval "
+            "the draws in order). A guaranteed method never has coverage below "
+            "1 - alpha."
         ),
     )
+    names = [*sorted(INTERVALS), "betting_sequence"]
     cmp_.add_argument(
         "--intervals",
         nargs="+",
-        choices=sorted(INTERVALS),
-        default=["clopper_pearson", "wilson", "agresti_coull", "jeffreys", "hoeffding"],
+        choices=names,
+        default=None,
         metavar="NAME",
-        help="Interval methods, among: "
-        f"{', '.join(sorted(INTERVALS))} (default: %(default)s).",
+        help=f"Interval methods, among: {', '.join(names)} (default: "
+        "clopper_pearson wilson agresti_coull jeffreys hoeffding; with --law: "
+        "hoeffding empirical_bernstein betting betting_sequence, and "
+        "clopper_pearson on Bernoulli laws).",
+    )
+    cmp_.add_argument(
+        "--law",
+        nargs="+",
+        type=_law,
+        default=None,
+        metavar="LAW",
+        help="Simulate draws from these laws on [0, 1] instead: bernoulli:P, "
+        "beta:A,B, two-point:A,B,P (B with probability P, else A), uniform.",
+    )
+    cmp_.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=2000,
+        help="Simulated trials per row with --law (default: %(default)s).",
+    )
+    cmp_.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Seed of the simulation with --law (default: %(default)s).",
     )
     cmp_.add_argument(
         "--n",
@@ -913,10 +971,95 @@ def _cmd_recertify(args) -> int:
 # ---------------------------------------------------------------------------
 # compare-intervals
 # ---------------------------------------------------------------------------
-def _cmd_compare_intervals(args) -> int:
-    from .intervals import get_interval
-    from .stats import binomial_coverage, expected_width
+def _print_table(cols, body):
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
 
+    def fmt(cells):
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    print(fmt(cols))
+    print("-" * len(fmt(cols)))
+    for b in body:
+        print(fmt(b))
+
+
+def _compare_simulated(args) -> int:
+    """compare-intervals --law: Monte-Carlo coverage and width on [0, 1] laws."""
+    from .stats import _resolve_interval, simulated_coverage
+
+    if args.output is not None:
+        raise _UserError("--output draws the exact (binomial) mode only, not --law")
+    cols = ["law", "interval", "guaranteed", "n", "failures", "rate"]
+    cols += ["rate upper", "p-value", "median width"]
+    body = []
+    for label, law, bernoulli in args.law:
+        names = args.intervals
+        if names is None:
+            names = ["hoeffding", "empirical_bernstein", "betting", "betting_sequence"]
+            names = (["clopper_pearson"] if bernoulli else []) + names
+        for name in names:
+            method = _resolve_interval(name)
+            if method.requires_counts and not bernoulli:
+                continue  # binomial methods need 0/1 draws
+            for n in args.n:
+                res = simulated_coverage(
+                    method,
+                    law,
+                    n,
+                    args.alpha,
+                    args.trials,
+                    side=args.side,
+                    random_state=args.seed,
+                )
+                body.append(
+                    [
+                        label,
+                        name,
+                        "yes" if method.guaranteed else "no",
+                        str(n),
+                        str(res.n_failures),
+                        f"{res.failure_rate:.4f}",
+                        f"{res.failure_rate_upper:.4f}",
+                        f"{res.p_value:.3g}",
+                        f"{res.median_width:.5f}",
+                    ]
+                )
+    _print_table(cols, body)
+    what = {
+        "lower": "one-sided lower bound",
+        "upper": "one-sided upper bound",
+        "two-sided": "two-sided interval",
+    }[args.side]
+    print(
+        f"Simulated failures of the {what} at alpha={args.alpha:g} over "
+        f"{args.trials} trials per row (seed {args.seed}); 'rate upper' is the 95% "
+        "Clopper-Pearson bound on the failure probability and 'p-value' the "
+        "binomial test of failure probability <= alpha. Width is "
+        + (
+            "upper - lower."
+            if args.side == "two-sided"
+            else "the median distance of the bound from the sample mean."
+        )
+    )
+    return 0
+
+
+def _cmd_compare_intervals(args) -> int:
+    from .stats import _resolve_interval, binomial_coverage, expected_width
+
+    if args.law is not None:
+        return _compare_simulated(args)
+    if args.intervals is None:
+        args.intervals = [
+            "clopper_pearson",
+            "wilson",
+            "agresti_coull",
+            "jeffreys",
+            "hoeffding",
+        ]
     p = np.linspace(0.0, 1.0, args.grid + 2)[1:-1]
     width_side = "two-sided" if args.side == "two-sided" else args.side
     cols = [
@@ -930,7 +1073,7 @@ def _cmd_compare_intervals(args) -> int:
     ]
     body = []
     for name in args.intervals:
-        method = get_interval(name)
+        method = _resolve_interval(name)
         for n in args.n:
             cov = binomial_coverage(method, p, n, args.alpha, side=args.side)
             width = expected_width(method, p, n, args.alpha, side=width_side).width
@@ -946,18 +1089,7 @@ def _cmd_compare_intervals(args) -> int:
                     f"{np.mean(width):.4f}",
                 ]
             )
-    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
-
-    def fmt(cells):
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    print(fmt(cols))
-    print("-" * len(fmt(cols)))
-    for b in body:
-        print(fmt(b))
+    _print_table(cols, body)
     what = {
         "lower": "one-sided lower bound",
         "upper": "one-sided upper bound",
@@ -979,17 +1111,22 @@ def _cmd_compare_intervals(args) -> int:
             raise _UserError(
                 'the plot needs matplotlib: pip install "smoothlearn[plot]"'
             ) from None
+        from .intervals import INTERVALS
         from .plotting import plot_interval_coverage, plot_interval_width
 
         ns = args.n
+        methods = [
+            name if name in INTERVALS else _resolve_interval(name)
+            for name in args.intervals
+        ]
         fig = Figure(figsize=(4.2 * len(ns), 6.5), layout="constrained")
         axes = fig.subplots(2, len(ns), squeeze=False)
         for j, n in enumerate(ns):
             plot_interval_coverage(
-                args.intervals, n, args.alpha, p=p, side=args.side, ax=axes[0, j]
+                methods, n, args.alpha, p=p, side=args.side, ax=axes[0, j]
             )
             plot_interval_width(
-                args.intervals, n, args.alpha, p=p, side=width_side, ax=axes[1, j]
+                methods, n, args.alpha, p=p, side=width_side, ax=axes[1, j]
             )
             axes[0, j].set_title(f"n = {n}")
             lo = min(1 - 4 * args.alpha, axes[0, j].get_ylim()[0])

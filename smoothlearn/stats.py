@@ -1,11 +1,15 @@
 """Tools for statisticians: exact coverage and width of interval methods, and
 Monte-Carlo validity of multi-class procedures.
 
-Coverage and expected width are computed exactly, by summing the binomial
-probability mass function over every outcome ``k = 0, ..., n`` (no
-simulation).  The validity of a multi-class procedure depends on the joint
-multinomial law of the selection and estimation draws, so it is estimated by
-simulation, with a Clopper-Pearson confidence bound on the failure rate.
+On Bernoulli draws, coverage and expected width of a bound computed from the
+count are exact, by summing the binomial probability mass function over
+every outcome ``k = 0, ..., n`` (no simulation).  A bound that uses more than
+the count (the order of the draws, for the betting interval, or the sum of
+squares of [0, 1]-valued scores) and any law other than Bernoulli need
+simulation (:func:`simulated_coverage`), as does the validity of a
+multi-class procedure, which depends on the joint multinomial law of the
+selection and estimation draws; both report a Clopper-Pearson confidence
+bound on the failure rate and a binomial test.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from .radius import abstained, gaussian_radius
 
 __all__ = [
     "CoverageResult",
+    "SimulatedCoverageResult",
     "ValidityResult",
     "WidthResult",
     "binomial_coverage",
     "expected_width",
     "procedure_validity",
+    "simulated_coverage",
 ]
 
 _SIDES = ("lower", "upper", "two-sided")
@@ -143,6 +149,61 @@ class ValidityResult:
     failure_rate: float
     failure_rate_upper: float
     p_value: float
+    confidence_level: float
+
+
+@dataclass(frozen=True)
+class SimulatedCoverageResult:
+    """Monte-Carlo coverage and width of an interval method on a [0, 1] law.
+
+    Attributes
+    ----------
+    interval : IntervalEstimator
+    law : object
+        The law of the draws (a frozen ``scipy.stats`` distribution).
+    mean : float
+        Its true mean.
+    n : int
+        Draws per trial.
+    alpha : float
+        Failure probability passed to the method.
+    side : {"lower", "upper", "two-sided"}
+    from_draws : bool
+        Whether the bounds used the draws in order (methods with
+        ``accepts_draws``, e.g. :class:`~smoothlearn.intervals.BettingInterval`)
+        or their sufficient statistics ``(sum, sum_sq, n)``.
+    n_trials : int
+    n_failures : int
+        Trials whose statement does not hold at the true mean.
+    failure_rate : float
+        ``n_failures / n_trials``; a valid method has expectation at most
+        ``alpha``.
+    failure_rate_upper : float
+        One-sided Clopper-Pearson upper bound on the failure probability at
+        confidence ``confidence_level``.
+    p_value : float
+        Binomial test of ``H0: failure probability <= alpha``,
+        ``P(Binomial(n_trials, alpha) >= n_failures)``.
+    median_width, mean_width : float
+        Of ``upper - lower`` (two-sided), ``mean_hat - lower`` (lower) or
+        ``upper - mean_hat`` (upper), with ``mean_hat`` the sample mean.
+    confidence_level : float
+    """
+
+    interval: IntervalEstimator
+    law: object
+    mean: float
+    n: int
+    alpha: float
+    side: str
+    from_draws: bool
+    n_trials: int
+    n_failures: int
+    failure_rate: float
+    failure_rate_upper: float
+    p_value: float
+    median_width: float
+    mean_width: float
     confidence_level: float
 
 
@@ -473,5 +534,172 @@ def procedure_validity(
         failure_rate=rate,
         failure_rate_upper=rate_upper,
         p_value=p_value,
+        confidence_level=confidence_level,
+    )
+
+
+def _resolve_interval(interval) -> IntervalEstimator:
+    """An interval instance, an alias of INTERVALS, or ``"betting_sequence"``."""
+    if isinstance(interval, str) and interval == "betting_sequence":
+        from .sequential import BettingConfidenceSequence
+
+        return BettingConfidenceSequence()
+    return get_interval(interval)
+
+
+def _check_law(law):
+    """A law with ``rvs``, ``mean`` and a support inside [0, 1]."""
+    try:
+        lo, hi = (float(v) for v in law.support())
+        mean = float(law.mean())
+        if not callable(law.rvs):
+            raise TypeError
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(
+            "The 'law' parameter must be a frozen scipy.stats distribution (with "
+            f"rvs, mean and support). Got {law!r} instead."
+        ) from None
+    if not (0.0 <= lo <= hi <= 1.0) or not np.isfinite(mean):
+        raise ValueError(
+            "The 'law' parameter must have its support in [0, 1]: the bounds are "
+            f"for [0, 1]-valued draws. Got support [{lo}, {hi}] instead."
+        )
+    return mean
+
+
+def simulated_coverage(
+    interval: IntervalEstimator | str,
+    law,
+    n: int,
+    alpha: float,
+    n_trials: int,
+    *,
+    side: str = "lower",
+    confidence_level: float = 0.95,
+    batch_size: int | None = None,
+    random_state=None,
+) -> SimulatedCoverageResult:
+    r"""Monte-Carlo coverage and width of an interval method on any [0, 1] law.
+
+    Each trial draws ``n`` i.i.d. values from ``law`` and computes the
+    method's bound; the statement fails when it excludes the true mean.
+    Methods that use the order of the draws (``accepts_draws``, such as
+    :class:`~smoothlearn.intervals.BettingInterval`) get the draws; the
+    others get ``(sum, n, sum_sq)``, and binomial methods (``requires_counts``)
+    only accept 0/1 draws.
+
+    Parameters
+    ----------
+    interval : IntervalEstimator or str
+        An instance, an alias of :data:`~smoothlearn.intervals.INTERVALS`, or
+        ``"betting_sequence"`` for
+        :class:`~smoothlearn.sequential.BettingConfidenceSequence`.
+    law : frozen scipy.stats distribution
+        The law of the draws, with support in [0, 1]: e.g.
+        ``scipy.stats.bernoulli(0.99)``, ``scipy.stats.beta(95, 5)``, or a
+        two-point law ``scipy.stats.rv_discrete(values=([0.1, 1], [0.03,
+        0.97]))``.
+    n : int
+        Draws per trial.
+    alpha : float
+        Failure probability passed to the method, in (0, 1) (for
+        ``"two-sided"``, the total of both sides).
+    n_trials : int
+        Number of independent trials.
+    side : {"lower", "upper", "two-sided"}, default="lower"
+    confidence_level : float, default=0.95
+        Confidence of the upper bound on the failure probability.
+    batch_size : int, default=None
+        Trials simulated at once; None keeps about 2,000,000 draws in memory.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    SimulatedCoverageResult
+
+    Notes
+    -----
+    ``failure_rate_upper`` is the one-sided Clopper-Pearson bound on the
+    failure probability and ``p_value`` the exact binomial test of
+    :math:`H_0: P(\text{fail}) \le \alpha`: a guaranteed method has
+    ``p_value`` below a threshold ``t`` with probability at most ``t``
+    (the false-alarm rate of declaring it invalid).
+
+    Examples
+    --------
+    >>> from scipy.stats import beta
+    >>> from smoothlearn.stats import simulated_coverage
+    >>> res = simulated_coverage("betting", beta(95, 5), n=500, alpha=0.05,
+    ...                          n_trials=400, random_state=0)
+    >>> bool(res.failure_rate <= 0.05), bool(res.p_value > 1e-6), res.from_draws
+    (True, True, True)
+    """
+    interval = _resolve_interval(interval)
+    mean = _check_law(law)
+    n = _check_int(n, "n", 1)
+    alpha = check_scalar_alpha(alpha)
+    n_trials = _check_int(n_trials, "n_trials", 1)
+    side = _check_side(side)
+    confidence_level = check_scalar_alpha(confidence_level, "confidence_level")
+    if batch_size is None:
+        batch_size = max(1, 2_000_000 // n)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    rng = check_random_state(random_state)
+    from_draws = bool(getattr(interval, "accepts_draws", False))
+
+    fails = 0
+    widths = []
+    for start in range(0, n_trials, batch_size):  # batches bound memory
+        size = min(batch_size, n_trials - start)
+        x = np.asarray(law.rvs(size=(size, n), random_state=rng), dtype=np.float64)
+        if interval.requires_counts and not np.all((x == 0.0) | (x == 1.0)):
+            raise ValueError(
+                f"The 'interval' parameter {type(interval).__name__} needs "
+                "Bernoulli draws (counts); the 'law' parameter gave values other "
+                "than 0 and 1."
+            )
+        k, sq = x.sum(axis=1), (x * x).sum(axis=1)
+        if from_draws:
+            lower, upper = interval.lower_from_draws, interval.upper_from_draws
+            lo = lower(x, alpha) if side == "lower" else None
+            hi = upper(x, alpha) if side == "upper" else None
+            if side == "two-sided":
+                lo, hi = interval.interval_from_draws(x, alpha)
+        else:
+            sq_arg = None if interval.requires_counts else sq
+            lo = interval.lower(k, n, alpha, sq_arg) if side == "lower" else None
+            hi = interval.upper(k, n, alpha, sq_arg) if side == "upper" else None
+            if side == "two-sided":
+                lo, hi = interval.interval(k, n, alpha, sq_arg)
+        ok = np.ones(size, dtype=bool)
+        if lo is not None:
+            ok &= np.atleast_1d(lo) <= mean
+        if hi is not None:
+            ok &= np.atleast_1d(hi) >= mean
+        fails += int(np.sum(~ok))
+        if side == "two-sided":
+            widths.append(np.atleast_1d(hi) - np.atleast_1d(lo))
+        elif side == "lower":
+            widths.append(k / n - np.atleast_1d(lo))
+        else:
+            widths.append(np.atleast_1d(hi) - k / n)
+
+    w = np.concatenate(widths)
+    rate_upper = float(ClopperPearson().upper(fails, n_trials, 1.0 - confidence_level))
+    return SimulatedCoverageResult(
+        interval=interval,
+        law=law,
+        mean=mean,
+        n=n,
+        alpha=alpha,
+        side=side,
+        from_draws=from_draws,
+        n_trials=n_trials,
+        n_failures=fails,
+        failure_rate=fails / n_trials,
+        failure_rate_upper=rate_upper,
+        p_value=float(binom.sf(fails - 1, n_trials, alpha)),
+        median_width=float(np.median(w)),
+        mean_width=float(np.mean(w)),
         confidence_level=confidence_level,
     )

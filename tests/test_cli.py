@@ -559,3 +559,49 @@ def test_default_demo_end_to_end(capsys, tmp_path):
         assert label in out
     res = CertificationResult.load(tmp_path / "result.npz")
     assert res.n_inputs == 12 and res.n == 300
+
+
+def test_compare_intervals_simulated_laws(capsys):
+    status, out, err = run(
+        [
+            "compare-intervals",
+            "--law",
+            "bernoulli:0.9",
+            "two-point:0.2,1,0.9",
+            "--n",
+            "200",
+            "--trials",
+            "200",
+            "--alpha",
+            "0.1",
+            "--side",
+            "two-sided",
+        ],
+        capsys,
+    )
+    assert status == 0, err
+    rows = [
+        line.split() for line in out.splitlines() if line.startswith(("bern", "two"))
+    ]
+    names = [r[1] for r in rows]
+    # Clopper-Pearson only on the Bernoulli law; the betting rows on both.
+    assert names.count("clopper_pearson") == 1
+    assert names.count("betting") == names.count("betting_sequence") == 2
+    from scipy.stats import bernoulli
+
+    from smoothlearn.stats import simulated_coverage
+
+    for law, name, _, _n, fails, *_, width in rows:
+        if law == "bernoulli:0.9" and name == "betting":
+            ref = simulated_coverage(
+                name, bernoulli(0.9), 200, 0.1, 200, side="two-sided", random_state=0
+            )
+            assert int(fails) == ref.n_failures
+            assert float(width) == pytest.approx(ref.median_width, abs=1e-5)
+    with pytest.raises(SystemExit) as exc:
+        run(["compare-intervals", "--law", "beta:0,1"], capsys)
+    assert exc.value.code == 2 and "beta:0,1" in capsys.readouterr().err
+    status, _, err = run(
+        ["compare-intervals", "--law", "uniform", "--output", "x.png"], capsys
+    )
+    assert_one_line_error(status, err, "--output")

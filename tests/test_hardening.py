@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from smoothlearn import CertificationResult, SmoothedClassifier
 from smoothlearn.intervals import (
     AgrestiCoull,
+    BettingInterval,
     Bonferroni,
     ClassPartitioning,
     ClopperPearson,
@@ -59,6 +60,7 @@ INTERVALS = [
     Jeffreys(),
     Hoeffding(),
     EmpiricalBernstein(),
+    BettingInterval(),
 ]
 IDS = [type(m).__name__ for m in INTERVALS]
 

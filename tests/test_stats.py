@@ -206,3 +206,47 @@ def test_procedure_validity_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         procedure_validity(**args)
+
+
+def test_simulated_coverage_against_exact_binomial():
+    # On Bernoulli draws a count-based method has an exact coverage: the
+    # simulated failure count is Binomial(n_trials, 1 - coverage).
+    from scipy.stats import bernoulli, binom
+
+    from smoothlearn.stats import simulated_coverage
+
+    n, alpha, trials = 60, 0.1, 3000
+    exact = binomial_coverage("wilson", [0.8], n, alpha).coverage[0]
+    res = simulated_coverage("wilson", bernoulli(0.8), n, alpha, trials, random_state=1)
+    assert not res.from_draws and res.mean == 0.8
+    # Two-sided 1e-6 acceptance region of the binomial count.
+    lo, hi = binom.ppf([5e-7, 1 - 5e-7], trials, 1 - exact)
+    assert lo <= res.n_failures <= hi
+    assert res.failure_rate_upper >= res.failure_rate
+    assert 0 < res.median_width < 0.3
+
+
+def test_simulated_coverage_betting_uses_the_draws():
+    from scipy.stats import beta, rv_discrete
+
+    from smoothlearn.stats import simulated_coverage
+
+    law = rv_discrete(values=([0.1, 1.0], [0.05, 0.95]))
+    draws = simulated_coverage("betting", law, 300, 0.05, 300, random_state=0)
+    sums = simulated_coverage(
+        "empirical_bernstein", law, 300, 0.05, 300, random_state=0
+    )
+    assert draws.from_draws and not sums.from_draws
+    assert draws.median_width < sums.median_width
+    seq = simulated_coverage(
+        "betting_sequence", beta(2, 2), 100, 0.05, 50, side="upper"
+    )
+    assert seq.n_trials == 50 and 0 < seq.median_width < 1
+    with pytest.raises(ValueError, match="'law'"):
+        simulated_coverage("betting", beta(2, 2, loc=1), 10, 0.05, 10)
+    with pytest.raises(ValueError, match="'law'"):
+        simulated_coverage("betting", 0.5, 10, 0.05, 10)
+    with pytest.raises(ValueError, match="'interval'"):
+        simulated_coverage("clopper_pearson", beta(2, 2), 10, 0.05, 10)
+    with pytest.raises(ValueError, match="'n_trials'"):
+        simulated_coverage("betting", beta(2, 2), 10, 0.05, 0)

@@ -1,6 +1,7 @@
 """Confidence bounds: binomial and bounded-mean intervals, multi-class procedures."""
 
-from ._base import ClassBounds, IntervalEstimator, MultiClassProcedure
+from ._base import BoundPlan, ClassBounds, IntervalEstimator, MultiClassProcedure
+from ._betting import BettingInterval, BettingState
 from ._binomial import AgrestiCoull, ClopperPearson, Jeffreys, Wilson
 from ._bounded import EmpiricalBernstein, Hoeffding
 from ._procedures import Bonferroni, ClassPartitioning, TopClass
@@ -12,7 +13,10 @@ __all__ = [
     "PROCEDURES",
     "AgrestiCoull",
     "BettingConfidenceSequence",
+    "BettingInterval",
+    "BettingState",
     "Bonferroni",
+    "BoundPlan",
     "ClassBounds",
     "ClassPartitioning",
     "ClopperPearson",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import IntervalEstimator
+from ._betting import BettingInterval
 from ._binomial import AgrestiCoull, ClopperPearson, Jeffreys, Wilson
 from ._bounded import EmpiricalBernstein, Hoeffding
 from ._sequence import BettingConfidenceSequence
@@ -17,6 +18,7 @@ INTERVALS = {
     "jeffreys": Jeffreys,
     "hoeffding": Hoeffding,
     "empirical_bernstein": EmpiricalBernstein,
+    "betting": BettingInterval,
     "betting_sequence": BettingConfidenceSequence,
 }
 
@@ -44,7 +46,8 @@ def get_interval(interval: IntervalEstimator | str | None) -> IntervalEstimator:
         An instance (returned unchanged), None (:class:`ClopperPearson`) or
         one of ``"clopper_pearson"``, ``"wilson"``, ``"agresti_coull"``,
         ``"jeffreys"``, ``"hoeffding"``, ``"empirical_bernstein"``,
-        ``"betting_sequence"``.
+        ``"betting"`` (:class:`BettingInterval`), ``"betting_sequence"``
+        (:class:`BettingConfidenceSequence`).
 
     Returns
     -------

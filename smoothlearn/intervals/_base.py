@@ -24,12 +24,15 @@ from sklearn.base import BaseEstimator
 from .._rounding import BOUND_RTOL, EPS, round_down, round_up
 from .._validation import (
     MAX_DRAWS,
+    _as_float_array,
     check_alpha,
+    check_kind,
     check_max_draws,
+    check_scalar_alpha,
     check_sufficient_statistics,
 )
 
-__all__ = ["ClassBounds", "IntervalEstimator", "MultiClassProcedure"]
+__all__ = ["BoundPlan", "ClassBounds", "IntervalEstimator", "MultiClassProcedure"]
 
 
 class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
@@ -204,6 +207,146 @@ class ClassBounds:
     n_bounds: NDArray[np.int64]
 
 
+@dataclass(frozen=True)
+class BoundPlan:
+    r"""Which class-score combinations a procedure bounds, chosen before estimation.
+
+    A multi-class procedure decides everything but the bounds themselves on
+    the selection statistics: the predicted class, and for
+    :class:`~smoothlearn.intervals.ClassPartitioning` the buckets.  A plan
+    records that decision, so that an engine can accumulate, while it draws,
+    exactly what the bounds need: for a betting interval the capital of each
+    *bounded quantity*, in memory independent of the number of draws.
+
+    Quantity ``q`` of input ``i`` is the sum of the class scores
+    ``sum_c members[i, q, c] s_c``, a [0, 1]-valued score (the scores lie on
+    the simplex).  Quantity 0 is the predicted class and gets a **lower**
+    bound (``pA_lower``); the others get **upper** bounds and ``pB_upper`` is
+    their maximum.  Every bound is at level ``alpha / n_bounds``.  A plan
+    with a single quantity (:class:`~smoothlearn.intervals.TopClass`, or
+    ``kind="mono"``) returns ``pB_upper = 1 - pA_lower``.
+
+    Attributes
+    ----------
+    prediction : ndarray of shape (n_inputs,), dtype int
+        The class chosen on the selection statistics.
+    members : ndarray of shape (n_inputs, n_quantities, n_classes), dtype bool
+        The classes summed in each quantity.
+    valid : ndarray of shape (n_inputs, n_quantities), dtype bool
+        Which quantities exist for each input (CPM's number of buckets
+        varies); invalid ones have no member and are ignored.
+    n_bounds : ndarray of shape (n_inputs,), dtype int
+        The number of one-sided bounds ``alpha`` is split over.
+    kind : {"multi", "mono"}
+        The radius kind the plan was made for.
+
+    See Also
+    --------
+    MultiClassProcedure.plan, MultiClassProcedure.bound_from_states
+    """
+
+    prediction: NDArray[np.int64]
+    members: NDArray[np.bool_]
+    valid: NDArray[np.bool_]
+    n_bounds: NDArray[np.int64]
+    kind: str
+
+    @property
+    def n_quantities(self) -> int:
+        """Quantities per input (the largest number over inputs)."""
+        return int(self.members.shape[1])
+
+    def sides(self) -> NDArray[np.str_]:
+        """Side of each bound, shape (n_inputs, n_quantities).
+
+        ``"lower"`` for quantity 0, ``"upper"`` for the others: the ``side``
+        argument of :meth:`BettingInterval.new_state
+        <smoothlearn.intervals.BettingInterval.new_state>`.
+        """
+        side = np.full(self.valid.shape, "upper", dtype="<U5")
+        side[:, 0] = "lower"
+        return side
+
+    def design_alpha(self, alpha: float) -> NDArray[np.float64]:
+        """Level of each bound at total failure probability ``alpha``.
+
+        Shape (n_inputs, 1): ``alpha / n_bounds``, the level to tune bets for.
+        """
+        alpha = check_scalar_alpha(alpha)
+        return (alpha / self.n_bounds)[:, None]
+
+    def draws(self, scores: ArrayLike) -> NDArray[np.float64]:
+        """The draws of every quantity from a batch of class scores.
+
+        Parameters
+        ----------
+        scores : array-like of shape (n_inputs, b, n_classes)
+            ``b`` draws of the [0, 1]-valued class scores of every input (on
+            the simplex), in the order they were made.
+
+        Returns
+        -------
+        ndarray of shape (n_inputs, n_quantities, b)
+            The quantities' draws in [0, 1], in the same order (invalid
+            quantities are 0).  A sum of ``|b|`` float64 scores is off by at
+            most ``n_classes`` ulps, which :meth:`MultiClassProcedure.
+            bound_from_states` adds to every bound.
+        """
+        s = _as_float_array(scores, "scores")
+        n_inputs, _, n_classes = self.members.shape
+        if s.ndim != 3 or s.shape[0] != n_inputs or s.shape[2] != n_classes:
+            raise ValueError(
+                "The 'scores' parameter must have shape (n_inputs, b, n_classes) = "
+                f"({n_inputs}, b, {n_classes}). Got {s.shape} instead."
+            )
+        if not np.all(np.isfinite(s)) or np.any((s < 0) | (s > 1)):
+            raise ValueError("The 'scores' parameter must hold scores in [0, 1].")
+        out = np.einsum("ibc,iqc->iqb", s, self.members.astype(np.float64))
+        # The exact sum is at most 1 (simplex); clipping moves toward it.
+        return np.minimum(out, 1.0)
+
+    def statistics(
+        self, estimation: ArrayLike, estimation_sq: ArrayLike = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Sufficient statistics of every quantity, from per-class statistics.
+
+        Parameters
+        ----------
+        estimation : array-like of shape (n_inputs, n_classes)
+            Per-class sums (counts for hard smoothing).
+        estimation_sq : array-like of shape (n_inputs, n_classes), default=None
+            Per-class sums of squares; None for hard counts.
+
+        Returns
+        -------
+        sums, sums_sq : ndarrays of shape (n_inputs, n_quantities)
+            A bucket's sum is the sum of its classes'.  Its sum of squares is
+            not (the cross terms are unknown) and is replaced by the valid
+            upper bound ``min(sum, |b| sum_c sum_sq_c)``, as in
+            :class:`~smoothlearn.intervals.ClassPartitioning`; for hard counts
+            it equals the sum.
+        """
+        est = _as_float_array(estimation, "estimation")
+        if est.shape != self.members.shape[::2]:
+            raise ValueError(
+                "The 'estimation' parameter must have shape (n_inputs, n_classes) = "
+                f"{self.members.shape[::2]}. Got {est.shape} instead."
+            )
+        w = self.members.astype(np.float64)
+        sums = np.einsum("ic,iqc->iq", est, w)
+        if estimation_sq is None:
+            return sums, sums.copy()
+        sq = _as_float_array(estimation_sq, "estimation_sq")
+        if sq.shape != est.shape:
+            raise ValueError(
+                "The 'estimation_sq' parameter must have the shape of 'estimation' "
+                f"{est.shape}. Got {sq.shape} instead."
+            )
+        size = w.sum(axis=2)
+        merged = np.minimum(sums, size * np.einsum("ic,iqc->iq", sq, w))
+        return sums, np.where(size > 1, merged, np.einsum("ic,iqc->iq", sq, w))
+
+
 class MultiClassProcedure(BaseEstimator, metaclass=ABCMeta):
     """Base class of the multi-class confidence procedures.
 
@@ -259,3 +402,93 @@ class MultiClassProcedure(BaseEstimator, metaclass=ABCMeta):
         -------
         ClassBounds
         """
+
+    def plan(self, selection: ArrayLike, *, kind: str = "multi") -> BoundPlan:
+        """What the procedure will bound, decided on the selection statistics.
+
+        Parameters
+        ----------
+        selection : array-like of shape (n_inputs, n_classes)
+            Selection statistics (counts or score sums over ``n0`` draws).
+        kind : {"multi", "mono"}, default="multi"
+
+        Returns
+        -------
+        BoundPlan
+            Given the same statistics, :meth:`bound` and
+            :meth:`bound_from_states` on this plan bound the same quantities
+            at the same levels and return the same :class:`ClassBounds`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement plan(): its bounds can "
+            "only be computed from sufficient statistics with bound()."
+        )
+
+    def bound_from_states(
+        self, plan: BoundPlan, states, alpha: float, *, kind: str | None = None
+    ) -> ClassBounds:
+        r"""The procedure's bounds from per-quantity one-sided bounds.
+
+        Parameters
+        ----------
+        plan : BoundPlan
+            From :meth:`plan` on the selection statistics.
+        states : object with a ``bound(alpha)`` method
+            Returns, for an array ``alpha`` of shape (n_inputs, 1), the
+            one-sided bounds of shape (n_inputs, n_quantities) on each
+            quantity of the plan, on the side of :meth:`BoundPlan.sides`,
+            each failing with probability at most its ``alpha``; e.g. a
+            :class:`~smoothlearn.intervals.BettingState` made with
+            ``side=plan.sides()`` and fed :meth:`BoundPlan.draws`.
+        alpha : float
+            Total failure probability, in (0, 1); each bound gets
+            ``alpha / plan.n_bounds``.  Any value is valid, whatever level
+            the states were tuned for.
+        kind : {"multi", "mono"}, default=None
+            None uses ``plan.kind``.  ``"mono"`` spends all of ``alpha`` on
+            quantity 0 and returns ``pB_upper = 1 - pA_lower``; a plan made
+            for ``"mono"`` has no upper bounds, so ``"multi"`` needs a
+            ``"multi"`` plan.
+
+        Returns
+        -------
+        ClassBounds
+            Every bound is widened by ``n_classes`` ulps, the rounding of the
+            quantities' draws (:meth:`BoundPlan.draws`).
+
+        Notes
+        -----
+        Valid by the union bound over the ``n_bounds`` one-sided bounds,
+        conditional on the selection draws (which fixed the plan).  A
+        bucket's mean bounds each of its classes', so the largest upper bound
+        over the quantities other than 0 bounds :math:`\max_{c \ne A} p_c`.
+        """
+        if not isinstance(plan, BoundPlan):
+            raise ValueError(
+                f"The 'plan' parameter must be a BoundPlan. Got {plan!r} instead."
+            )
+        alpha = check_scalar_alpha(alpha)
+        kind = plan.kind if kind is None else check_kind(kind)
+        if kind == "multi" and plan.kind == "mono":
+            raise ValueError(
+                "The 'kind' parameter must be 'mono' for a plan made with "
+                "kind='mono'. Got 'multi' instead."
+            )
+        n_inputs, n_q, n_classes = plan.members.shape
+        mono = kind == "mono" or n_q == 1
+        n_bounds = np.ones(n_inputs, np.int64) if mono else plan.n_bounds
+        level = (alpha / n_bounds)[:, None]
+        b = np.asarray(states.bound(level), dtype=np.float64)
+        if b.shape != (n_inputs, n_q):
+            raise ValueError(
+                "The 'states' parameter must give bounds of shape (n_inputs, "
+                f"n_quantities) = {(n_inputs, n_q)}. Got {b.shape} instead."
+            )
+        slack = n_classes * EPS
+        pA = np.maximum(b[:, 0] - slack, 0.0)
+        if mono:
+            pB = 1.0 - pA
+        else:
+            upper = np.where(plan.valid[:, 1:], b[:, 1:], -np.inf)
+            pB = np.minimum(upper.max(axis=1) + slack, 1.0)
+        return ClassBounds(plan.prediction.copy(), pA, pB, n_bounds.copy())

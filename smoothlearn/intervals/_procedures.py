@@ -12,13 +12,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._validation import (
+    _as_float_array,
     check_class_statistics,
     check_kind,
     check_max_draws,
     check_scalar_alpha,
 )
 from ._aliases import get_interval
-from ._base import ClassBounds, IntervalEstimator, MultiClassProcedure
+from ._base import BoundPlan, ClassBounds, IntervalEstimator, MultiClassProcedure
 
 __all__ = ["Bonferroni", "ClassPartitioning", "TopClass"]
 
@@ -77,6 +78,48 @@ def _top_class_bounds(binomial, sel, est, n_rows, sq, alpha):
     )
     ones = np.ones(sel.shape[0], dtype=np.int64)
     return ClassBounds(prediction.astype(np.int64), pA, 1.0 - pA, ones)
+
+
+def _check_selection(selection) -> NDArray[np.float64]:
+    sel = _as_float_array(selection, "selection")
+    if sel.ndim != 2 or sel.shape[1] < 2:
+        raise ValueError(
+            "The 'selection' parameter must be a 2-D array of shape (n_inputs, "
+            f"n_classes) with n_classes >= 2. Got an array of shape {sel.shape} "
+            "instead."
+        )
+    if not np.all(np.isfinite(sel)) or np.any(sel < 0):
+        raise ValueError(
+            "The 'selection' parameter must hold finite, non-negative statistics."
+        )
+    return sel
+
+
+def _top_class_plan(sel, kind) -> BoundPlan:
+    """One quantity, the selected class (lowest index on ties)."""
+    n_inputs, n_classes = sel.shape
+    prediction = np.argmax(sel, axis=1).astype(np.int64)
+    members = np.zeros((n_inputs, 1, n_classes), dtype=bool)
+    members[np.arange(n_inputs), 0, prediction] = True
+    ones = np.ones(n_inputs, dtype=np.int64)
+    return BoundPlan(prediction, members, np.ones((n_inputs, 1), bool), ones, kind)
+
+
+_PLAN_DOC = """
+        Parameters
+        ----------
+        selection : array-like of shape (n_inputs, n_classes)
+            Selection statistics from ``n0`` draws (counts or score sums).
+        kind : {"multi", "mono"}, default="multi"
+            ``"mono"`` plans one lower bound on the chosen class.
+
+        Returns
+        -------
+        BoundPlan
+            The quantities that :meth:`bound` would bound on the same
+            selection statistics; :meth:`bound_from_states` turns their
+            one-sided bounds into the same :class:`ClassBounds`.
+"""
 
 
 _BOUND_DOC = """
@@ -166,6 +209,11 @@ class TopClass(MultiClassProcedure):
 
     bound.__doc__ = "Choose the top class and bound it.\n" + _BOUND_DOC
 
+    def plan(self, selection: ArrayLike, *, kind: str = "multi") -> BoundPlan:
+        return _top_class_plan(_check_selection(selection), check_kind(kind))
+
+    plan.__doc__ = "The top class, to be bounded from below.\n" + _PLAN_DOC
+
 
 class Bonferroni(MultiClassProcedure):
     r"""Bonferroni procedure: every class bounded at ``alpha / K``.
@@ -251,6 +299,27 @@ class Bonferroni(MultiClassProcedure):
 
     bound.__doc__ = "Choose the top class and bound every class.\n" + _BOUND_DOC
 
+    def plan(self, selection: ArrayLike, *, kind: str = "multi") -> BoundPlan:
+        sel, kind = _check_selection(selection), check_kind(kind)
+        if kind == "mono":
+            return _top_class_plan(sel, kind)
+        n_inputs, n_classes = sel.shape
+        prediction = np.argmax(sel, axis=1).astype(np.int64)
+        # Quantity 0 is the prediction, then the other classes in index order.
+        others = np.argsort(
+            np.where(np.arange(n_classes) == prediction[:, None], -1, 0),
+            axis=1,
+            kind="stable",
+        )
+        members = np.zeros((n_inputs, n_classes, n_classes), dtype=bool)
+        rows = np.arange(n_inputs)[:, None]
+        members[rows, np.arange(n_classes)[None, :], others] = True
+        n_bounds = np.full(n_inputs, n_classes, dtype=np.int64)
+        valid = np.ones((n_inputs, n_classes), dtype=bool)
+        return BoundPlan(prediction, members, valid, n_bounds, kind)
+
+    plan.__doc__ = "The top class and every other class.\n" + _PLAN_DOC
+
 
 class ClassPartitioning(MultiClassProcedure):
     r"""Class Partitioning Method (CPM) of Delattre et al. (2025).
@@ -335,6 +404,47 @@ class ClassPartitioning(MultiClassProcedure):
 
     bound.__doc__ = "Partition the classes and bound the buckets.\n" + _BOUND_DOC
 
+    def plan(self, selection: ArrayLike, *, kind: str = "multi") -> BoundPlan:
+        sel, kind = _check_selection(selection), check_kind(kind)
+        if kind == "mono":
+            return _top_class_plan(sel, kind)
+        n_inputs, n_classes = sel.shape
+        order, merged_start, n_buckets = _cpm_partition(sel)
+        # Quantity q < merged_start is the class at sorted position q; the
+        # merged bucket (if any) holds sorted positions merged_start, ...
+        pos = np.arange(n_classes)[None, :]
+        bucket = np.minimum(pos, merged_start[:, None])  # bucket of each position
+        members = np.zeros((n_inputs, n_classes, n_classes), dtype=bool)
+        rows = np.arange(n_inputs)[:, None]
+        members[rows, bucket, order] = True
+        valid = pos < n_buckets[:, None]
+        prediction = order[:, 0].astype(np.int64)
+        return BoundPlan(prediction, members, valid, n_buckets.astype(np.int64), kind)
+
+    plan.__doc__ = "The top class and the buckets.\n" + _PLAN_DOC
+
+
+def _cpm_partition(
+    sel: NDArray[np.float64],
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """CPM's buckets: the class order, the merged bucket's start, the count.
+
+    Returns the classes sorted by selection statistic (descending, lowest
+    index first on ties), the first sorted position of the merged bucket
+    (``n_classes`` when there is none) and the number of buckets.
+    """
+    n_classes = sel.shape[1]
+    order = np.argsort(-sel, axis=1, kind="stable")
+    s = np.take_along_axis(sel, order, axis=1)
+    s_suffix = np.cumsum(s[:, ::-1], axis=1)[:, ::-1]
+    # Classes at sorted positions 2, 3, ... are peeled while the selection mass
+    # from there on exceeds that of I2; suffix sums are non-increasing, so the
+    # peeled positions form a prefix and their number is a count.
+    n_peeled = np.sum(s_suffix[:, 2:] > s[:, 1:2], axis=1)
+    merged_start = 2 + n_peeled  # first sorted position of the merged bucket
+    has_merged = merged_start < n_classes
+    return order, merged_start, merged_start + has_merged
+
 
 def _cpm(
     binomial: IntervalEstimator,
@@ -347,22 +457,12 @@ def _cpm(
 ) -> ClassBounds:
     """Vectorised CPM over inputs (see :class:`ClassPartitioning`)."""
     n_classes = est.shape[1]
-    order = np.argsort(-sel, axis=1, kind="stable")
-    s = np.take_along_axis(sel, order, axis=1)
+    order, merged_start, n_buckets = _cpm_partition(sel)
     e = np.take_along_axis(est, order, axis=1)
     q = np.take_along_axis(sq, order, axis=1)
 
     def suffix(a):
         return np.cumsum(a[:, ::-1], axis=1)[:, ::-1]
-
-    s_suffix = suffix(s)
-    # Classes at sorted positions 2, 3, ... are peeled while the selection mass
-    # from there on exceeds that of I2; suffix sums are non-increasing, so the
-    # peeled positions form a prefix and their number is a count.
-    n_peeled = np.sum(s_suffix[:, 2:] > s[:, 1:2], axis=1)
-    merged_start = 2 + n_peeled  # first sorted position of the merged bucket
-    has_merged = merged_start < n_classes
-    n_buckets = merged_start + has_merged
 
     # Bucket statistics at sorted positions 1..K-1: a singleton's own value,
     # the merged bucket's suffix sum at its start, nothing after it.
