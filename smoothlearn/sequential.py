@@ -51,6 +51,7 @@ from ._validation import (
     check_scalar_alpha,
 )
 from .intervals import BettingConfidenceSequence
+from .models import make_adapter
 from .radius import abstained, gaussian_radius
 from .result import CertificationResult, _labels, _resolve_procedure
 from .sampling import (
@@ -60,6 +61,7 @@ from .sampling import (
     _root_seed,
     sample_statistics,
 )
+from .smoothed import _check_fitted_input
 
 __all__ = [
     "BettingConfidenceSequence",
@@ -852,7 +854,9 @@ class SequentialCertifier(BaseEstimator):
             candidates = _default_grid()
         else:
             candidates = [(clf.simplex_map, float(clf.temperature))]
-        adapter = _LogitAdapter(clf._adapter())
+        adapter = _LogitAdapter(
+            make_adapter(clf.estimator_, clf.classes_, device=clf.device)
+        )
         n_inputs, n_classes = X.shape[0], len(clf.classes_)
         acc = _CandidateAccumulator(candidates, n_inputs, n_classes, adapter.device)
         sample_statistics(
@@ -907,7 +911,7 @@ class SequentialCertifier(BaseEstimator):
         """
         self._validate_params()
         clf = self.estimator
-        X = clf._validate_X(X)  # fitted, parameters valid, shape as at fit
+        X = _check_fitted_input(clf, X)  # fitted, parameters valid, shape as at fit
         self._check_supported(clf)
         target_radius = self._target_radius()
         alpha = float(clf.alpha if self.alpha is None else self.alpha)
@@ -931,7 +935,7 @@ class SequentialCertifier(BaseEstimator):
                 clf, X, root, procedure, alpha_robust, n_max
             )
         else:
-            adapter = clf._adapter()
+            adapter = make_adapter(clf.estimator_, clf.classes_, device=clf.device)
             selection, _ = sample_statistics(
                 adapter,
                 X,

@@ -979,6 +979,21 @@ def _call_lipschitz_estimator(estimator, module) -> float:
     return value
 
 
+def _check_fitted_input(clf: SmoothedClassifier, X: ArrayLike) -> NDArray:
+    """``X`` validated for a fitted classifier, for the modules that take one.
+
+    The sequential certifier and the attacks check their inputs as the
+    classifier's own methods do (fitted, parameters valid, inputs of the
+    shape seen at fit) through this function, never through its methods.
+
+    Returns
+    -------
+    X : ndarray of shape (n_inputs, \\*input_shape)
+        Float64 or float32.
+    """
+    return clf._validate_X(X)
+
+
 def _warn_if_n_too_small_predict(n: int, alpha: float) -> None:
     """PREDICT never answers when even ``n`` votes out of ``n`` fail the test."""
     if 2.0 * 0.5**n > alpha:
