@@ -348,3 +348,18 @@ def test_make_adapter_dispatches_on_the_fitted_model(linear3, tiny_net, blobs3):
     assert make_adapter(linear3, classes, device="cpu").device == torch.device("cpu")
     with pytest.raises(ValueError, match="differs from the module's device"):
         make_adapter(linear3, classes, device="meta")
+
+
+def test_training_without_noise_warns_at_the_caller_of_fit():
+    import warnings
+
+    from smoothlearn import SmoothedClassifier
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(int)
+    clf = SmoothedClassifier(LogisticRegression(), noise_augment=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X, y)
+    assert len(caught) == 1 and "noise_augment=False" in str(caught[0].message)
+    assert caught[0].filename == __file__  # not scikit-learn's fit wrapper
