@@ -52,6 +52,7 @@ from ._validation import (
     check_scalar_alpha,
 )
 from .intervals import BettingConfidenceSequence
+from .models import make_adapter
 from .radius import abstained, lipschitz_radius
 from .result import (
     CertificationResult,
@@ -68,6 +69,7 @@ from .sampling import (
     _root_seed,
     sample_statistics,
 )
+from .smoothed import _check_fitted_input, _logit_lipschitz_of
 
 __all__ = [
     "BettingConfidenceSequence",
@@ -956,7 +958,7 @@ class SequentialCertifier(BaseEstimator):
             np.array([t for _, t in candidates], dtype=np.float64),
         )
         sel = _select_simplex_maps(
-            clf._adapter(),
+            make_adapter(clf.estimator_, clf.classes_, device=clf.device),
             X,
             candidates,
             n0=clf.n0,
@@ -988,7 +990,7 @@ class SequentialCertifier(BaseEstimator):
         """
         self._validate_params()
         clf = self.estimator
-        X = clf._validate_X(X)  # fitted, parameters valid, shape as at fit
+        X = _check_fitted_input(clf, X)  # fitted, parameters valid, shape as at fit
         self._check_supported(clf)
         target_radius = self._target_radius()
         alpha = float(clf.alpha if self.alpha is None else self.alpha)
@@ -1007,7 +1009,7 @@ class SequentialCertifier(BaseEstimator):
 
         soft = clf.smoothing == "soft"
         root = _root_seed(clf.random_state)
-        L_logits = clf._logit_lipschitz()  # None, or the logits' guaranteed bound
+        L_logits = _logit_lipschitz_of(clf)  # None, or the logits' guaranteed bound
         score_lipschitz = None
         if soft:
             sel = self._soft_selection(
@@ -1024,7 +1026,7 @@ class SequentialCertifier(BaseEstimator):
                 temperature,
             )
         else:
-            adapter = clf._adapter()
+            adapter = make_adapter(clf.estimator_, clf.classes_, device=clf.device)
             selection, _ = sample_statistics(
                 adapter,
                 X,

@@ -17,25 +17,16 @@ from sklearn.base import (
     ClassifierMixin,
     MetaEstimatorMixin,
     _fit_context,
-    clone,
 )
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._rounding import round_up
+from ._training import fit_base_model
 from .intervals import PROCEDURES
-from .models import (
-    _is_skorch_binary,
-    _is_skorch_net,
-    _module_device,
-    _NoisyCollate,
-    _SklearnAdapter,
-    _SkorchAdapter,
-    _TorchAdapter,
-)
+from .models import make_adapter
 from .result import (
     CertificationResult,
     _abstain_label,
@@ -48,8 +39,6 @@ from .sampling import (
     STAGE_ESTIMATION,
     STAGE_PREDICT,
     STAGE_SELECTION,
-    STAGE_TRAIN,
-    _block_seed,
     _root_seed,
     sample_statistics,
 )
@@ -495,221 +484,25 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, allow_nd=True, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.input_shape_ = tuple(X.shape[1:])
-        root = _root_seed(self.random_state)
-
-        estimator = self.estimator
-        frozen = isinstance(estimator, FrozenEstimator)
-        inner = estimator.estimator if frozen else estimator
-        if isinstance(inner, torch.nn.Module):
-            self.estimator_ = inner
-            adapter = _TorchAdapter(inner, 2, self._module_device(inner))
-            classes = self._module_classes(adapter, X, y)
-        elif _is_skorch_net(inner):
-            classes = self._fit_skorch(inner, frozen, X, y, root, fit_params)
-        else:
-            classes = self._fit_sklearn(inner, frozen, X, y, root, fit_params)
+        self.estimator_, classes = fit_base_model(
+            self.estimator,
+            X,
+            y,
+            sigma=self.sigma,
+            noise_augment=self.noise_augment,
+            device=self.device,
+            seed=_root_seed(self.random_state),
+            fit_params=fit_params,
+        )
         self.classes_ = np.asarray(classes)
         self.abstain_label_ = _abstain_label(self.classes_)
         return self
-
-    def _device(self):
-        return None if self.device is None else torch.device(self.device)
-
-    def _module_device(self, module):
-        """The device of a pre-trained module, checked against ``device``."""
-        device = self._device()
-        module_device = _module_device(module)
-        has_params = any(True for _ in module.parameters())
-        if (
-            device is not None
-            and has_params
-            and (device.type, device.index or 0)
-            != (module_device.type, module_device.index or 0)
-        ):
-            raise ValueError(
-                f"The 'device' parameter of SmoothedClassifier ({device}) differs "
-                f"from the module's device ({module_device}); move the module first "
-                "(module.to(device))."
-            )
-        return device
-
-    def _training_copies(self, trains: bool) -> int:
-        if not trains:
-            return 0
-        if self.noise_augment is False:
-            warnings.warn(
-                "noise_augment=False: the base estimator is trained without noise, so "
-                "the smoothed classifier will likely abstain often and certify small "
-                "radii. Train with noise_augment=True (Gaussian noise at sigma).",
-                UserWarning,
-                stacklevel=4,
-            )
-            return 0
-        return int(self.noise_augment)
-
-    def _augment(self, X, y, fit_params, copies, noisy, root):
-        """``copies`` copies of (X, y, per-sample fit params), noisy if asked."""
-        n_samples = X.shape[0]
-        if copies > 1:
-            index = np.tile(np.arange(n_samples), copies)
-            X = X[index]
-            y = y[index]
-            fit_params = {
-                k: _safe_indexing(v, index)
-                if hasattr(v, "__len__")
-                and not isinstance(v, str | dict)
-                and len(v) == n_samples
-                else v
-                for k, v in fit_params.items()
-            }
-        if noisy:
-            rng = np.random.default_rng(_block_seed(root, 0, STAGE_TRAIN, 0))
-            noise = rng.standard_normal(X.shape)
-            X = (X + self.sigma * noise).astype(X.dtype, copy=False)
-        return X, y, fit_params
-
-    def _fit_sklearn(self, inner, frozen, X, y, root, fit_params):
-        if self.device is not None and torch.device(self.device).type != "cpu":
-            raise ValueError(
-                "The 'device' parameter of SmoothedClassifier must be None or 'cpu' "
-                f"for a scikit-learn base estimator. Got {self.device!r} instead."
-            )
-        X2 = X.reshape(X.shape[0], -1)
-        if frozen:
-            check_is_fitted(inner)
-            self.estimator_ = self.estimator
-        else:
-            copies = self._training_copies(trains=True)
-            Xa, ya, params = self._augment(
-                X2, y, fit_params, max(copies, 1), copies > 0, root
-            )
-            self.estimator_ = clone(inner).fit(Xa, ya, **params)
-        classes = getattr(self.estimator_, "classes_", None)
-        if classes is None:
-            classes = np.unique(y)
-        return classes
-
-    def _fit_skorch(self, net, frozen, X, y, root, fit_params):
-        if frozen:
-            if not getattr(net, "initialized_", False):
-                raise ValueError(
-                    "The 'estimator' FrozenEstimator wraps a skorch net that is not "
-                    "initialized; fit it (or call initialize()) first."
-                )
-            if self.device is not None and torch.device(self.device) != torch.device(
-                net.device
-            ):
-                raise ValueError(
-                    f"The 'device' parameter of SmoothedClassifier ({self.device!r}) "
-                    f"differs from the frozen net's device ({net.device!r})."
-                )
-            self.estimator_ = self.estimator
-            try:
-                classes = np.asarray(net.classes_)
-            except AttributeError:
-                classes = None
-            adapter = _SkorchAdapter(net, 2)
-            return self._module_classes(adapter, X, y, classes)
-
-        net = clone(net)
-        if self.device is not None:
-            net.set_params(device=str(self.device))
-        classes = getattr(net, "classes", None)
-        binary = _is_skorch_binary(net)
-        if binary:
-            classes = np.unique(y)
-            if len(classes) != 2:
-                raise ValueError(
-                    "The 'estimator' is a NeuralNetBinaryClassifier but y has "
-                    f"{len(classes)} classes."
-                )
-        elif classes is None or len(classes) == 0:
-            classes = np.unique(y)
-        classes = np.asarray(classes)
-        y_index = _encode(y, classes)
-        y_enc = y_index.astype(np.float32 if binary else np.int64)
-        copies = self._training_copies(trains=True)
-        Xa, ya, params = self._augment(
-            X.astype(np.float32, copy=False),
-            y_enc,
-            fit_params,
-            max(copies, 1),
-            False,
-            root,
-        )
-        if copies:
-            collate = getattr(net, "iterator_train__collate_fn", None)
-            seed = _block_seed(root, 0, STAGE_TRAIN, 1)
-            net.set_params(
-                iterator_train__collate_fn=_NoisyCollate(self.sigma, seed, collate)
-            )
-        net.fit(Xa, ya, **params)
-        self.estimator_ = net
-        adapter = _SkorchAdapter(net, len(classes))
-        self._check_outputs(adapter, X, len(classes))
-        return classes
-
-    def _module_classes(self, adapter, X, y, classes=None):
-        """Classes of a pre-trained torch model from its output width and y."""
-        n_out = self._n_outputs(adapter, X)
-        if classes is None:
-            labels = np.unique(y)
-            if len(labels) == n_out:
-                classes = labels
-            elif (
-                labels.dtype.kind in "iu" and labels.min() >= 0 and labels.max() < n_out
-            ):
-                classes = np.arange(n_out)
-            else:
-                raise ValueError(
-                    f"The 'estimator' returns {n_out} class scores but y has "
-                    f"{len(labels)} classes {labels!r}; output i must be the i-th "
-                    "sorted class, or y must hold integer classes in "
-                    f"range({n_out})."
-                )
-        if len(classes) != n_out:
-            raise ValueError(
-                f"The 'estimator' returns {n_out} class scores but has "
-                f"{len(classes)} classes."
-            )
-        return classes
-
-    @staticmethod
-    def _n_outputs(adapter, X) -> int:
-        device = adapter.device
-        with torch.inference_mode(), adapter.evaluating():
-            probe = torch.from_numpy(np.ascontiguousarray(X[:1])).to(
-                device, adapter.dtype
-            )
-            scores = adapter.predict_scores(probe)
-        if scores.ndim != 2 or scores.shape[0] != 1:
-            raise ValueError(
-                "The 'estimator' must return class scores of shape (batch, "
-                f"n_classes) or (batch,); got {tuple(scores.shape)} for one input."
-            )
-        return int(scores.shape[1])
-
-    def _check_outputs(self, adapter, X, n_classes):
-        n_out = self._n_outputs(adapter, X)
-        if n_out != n_classes:
-            raise ValueError(
-                f"The 'estimator' module returns {n_out} class scores but y has "
-                f"{n_classes} classes."
-            )
 
     # ------------------------------------------------------------------
     # Monte Carlo
     # ------------------------------------------------------------------
     def _adapter(self):
-        est = self.estimator_
-        inner = est.estimator if isinstance(est, FrozenEstimator) else est
-        n_classes = len(self.classes_)
-        if isinstance(inner, torch.nn.Module):
-            device = self._module_device(inner)
-            return _TorchAdapter(inner, n_classes, device)
-        if _is_skorch_net(inner):
-            return _SkorchAdapter(inner, n_classes)
-        return _SklearnAdapter(est, self.classes_)
+        return make_adapter(self.estimator_, self.classes_, device=self.device)
 
     def _progress(self, total: int, desc: str):
         if not self.verbose:
@@ -1003,20 +796,10 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             # ResNets) need the shape; the bound itself is global
             sample = np.zeros((1, *self.input_shape_), dtype=np.float32)
             value = _call_lipschitz_estimator(self.lipschitz, module, sample)
-        if len(self.classes_) == 2 and self._n_outputs_raw() == 1:
+        probe = np.zeros((1, *self.input_shape_), dtype=np.float32)
+        if len(self.classes_) == 2 and self._adapter().n_raw_outputs(probe) == 1:
             value *= math.sqrt(2.0)  # one logit l is read as (-l, l)
         return value
-
-    def _n_outputs_raw(self) -> int:
-        adapter = self._adapter()
-        if not isinstance(adapter, _TorchAdapter):
-            return len(self.classes_)
-        X = np.zeros((1, *self.input_shape_), dtype=np.float32)
-        with torch.inference_mode(), adapter.evaluating():
-            out = adapter._forward(
-                torch.from_numpy(X).to(adapter.device, adapter.dtype)
-            )
-        return 1 if out.ndim == 1 or out.shape[-1] == 1 else int(out.shape[-1])
 
     def _soft_procedure(self):
         """The multi-class procedure of soft smoothing (None: TopClass with EB)."""
@@ -1151,18 +934,6 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
-def _encode(y: NDArray, classes: NDArray) -> NDArray[np.int64]:
-    """Index of each label of ``y`` in ``classes`` (error if absent)."""
-    sorter = np.argsort(classes, kind="stable")
-    pos = np.minimum(np.searchsorted(classes, y, sorter=sorter), len(classes) - 1)
-    index = sorter[pos]
-    if not np.all(classes[index] == y):
-        raise ValueError(
-            "y holds labels that are not among the skorch net's 'classes'."
-        )
-    return index.astype(np.int64)
-
-
 def _call_lipschitz_estimator(estimator, module, sample=None) -> float:
     """The logits' Lipschitz bound from a guaranteed ``LipschitzEstimator``."""
     if not getattr(estimator, "guaranteed", False):
@@ -1185,6 +956,32 @@ def _call_lipschitz_estimator(estimator, module, sample=None) -> float:
             f"The 'lipschitz' estimator returned {value!r}; a bound > 0 is needed."
         )
     return value
+
+
+def _check_fitted_input(clf: SmoothedClassifier, X: ArrayLike) -> NDArray:
+    """``X`` validated for a fitted classifier, for the modules that take one.
+
+    The sequential certifier and the attacks check their inputs as the
+    classifier's own methods do (fitted, parameters valid, inputs of the
+    shape seen at fit) through this function, never through its methods.
+
+    Returns
+    -------
+    X : ndarray of shape (n_inputs, \\*input_shape)
+        Float64 or float32.
+    """
+    return clf._validate_X(X)
+
+
+def _logit_lipschitz_of(clf: SmoothedClassifier) -> float | None:
+    """The guaranteed constant of a fitted classifier's logits, or None.
+
+    What its own soft certification uses (a number, or a guaranteed
+    estimator's bound of the fitted module, times sqrt(2) for one logit), for
+    the modules that certify with a fitted classifier, never through its
+    methods.
+    """
+    return clf._logit_lipschitz()
 
 
 def _warn_if_n_too_small_predict(n: int, alpha: float) -> None:

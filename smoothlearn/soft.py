@@ -215,30 +215,24 @@ def _candidate_scores(z: torch.Tensor, codes, temps) -> torch.Tensor:
 class _LogitAdapter:
     """The base adapter read through its logits (``predict_scores`` = logits).
 
-    Torch and skorch models: the module's raw output (a single logit ``l``
-    becomes ``(-l, l)``); scikit-learn models: ``log(predict_proba)``, so
-    that softmax at temperature 1 gives back ``predict_proba``.
+    The sampler sums a score map of ``predict_scores``; soft smoothing maps
+    the logits, the adapter's ``predict_logits``: torch and skorch models'
+    raw output (a single logit ``l`` becomes ``(-l, l)``), scikit-learn
+    models' ``log(predict_proba)``, so that softmax at temperature 1 gives
+    back ``predict_proba``.
     """
 
     def __init__(self, adapter):
-        from .models import _TorchAdapter
-
         self.adapter = adapter
         self.device = adapter.device
         self.dtype = adapter.dtype
         self.n_classes = adapter.n_classes
-        self._torch = isinstance(adapter, _TorchAdapter)
 
     def evaluating(self):
         return self.adapter.evaluating()
 
     def predict_scores(self, batch: torch.Tensor) -> torch.Tensor:
-        from .models import _TorchAdapter
-
-        if self._torch:
-            return _TorchAdapter.predict_scores(self.adapter, batch)
-        proba = self.adapter.predict_scores(batch).to(torch.float64)
-        return torch.log(proba.clamp(min=1e-300))
+        return self.adapter.predict_logits(batch)
 
 
 class _CandidateAccumulator:

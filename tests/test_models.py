@@ -173,3 +173,193 @@ def test_noisy_collate_adds_fresh_gaussian_noise():
 def test_noisy_collate_needs_float_inputs():
     with pytest.raises(TypeError, match="floating"):
         _NoisyCollate(0.5, 0)([(np.zeros(2, dtype=np.int64), 0)])
+
+
+# --------------------------------------------------------------------------
+# The rest of the boundary: logits, log-probabilities, outputs, make_adapter
+# --------------------------------------------------------------------------
+def _initialized_net(cls, module, **kwargs):
+    net = cls(module, max_epochs=0, train_split=None, verbose=0, **kwargs)
+    net.initialize()
+    return net
+
+
+@pytest.mark.parametrize(
+    "criterion, predict_nonlinearity, n_out",
+    [
+        (torch.nn.CrossEntropyLoss, "auto", 3),  # softmax
+        (torch.nn.NLLLoss, "auto", 3),  # identity
+        (torch.nn.CrossEntropyLoss, None, 3),  # identity
+        (torch.nn.CrossEntropyLoss, torch.nn.Softplus(), 3),  # the callable
+        (torch.nn.BCEWithLogitsLoss, "auto", 1),  # sigmoid, then (1 - p, p)
+        (torch.nn.BCELoss, "auto", 1),  # (1 - p, p)
+    ],
+)
+def test_skorch_scores_match_predict_proba(criterion, predict_nonlinearity, n_out):
+    # skorch's predict_proba is the reference: the adapter applies the
+    # documented predict_nonlinearity rules without skorch's private helper.
+    from skorch import NeuralNet
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(2, n_out)
+    if criterion is torch.nn.BCELoss:
+        module = torch.nn.Sequential(module, torch.nn.Sigmoid(), torch.nn.Flatten(0))
+    elif n_out == 1:
+        module = torch.nn.Sequential(module, torch.nn.Flatten(0))
+    net = _initialized_net(
+        NeuralNet,
+        module,
+        criterion=criterion,
+        predict_nonlinearity=predict_nonlinearity,
+    )
+    X = np.random.default_rng(1).normal(size=(7, 2)).astype(np.float32)
+    adapter = _SkorchAdapter(net, 2 if n_out == 1 else n_out)
+    with torch.inference_mode():
+        scores = adapter.predict_scores(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(scores, net.predict_proba(X), rtol=1e-6, atol=1e-7)
+
+
+def test_skorch_scores_refuse_a_bad_nonlinearity():
+    from skorch import NeuralNet
+
+    net = _initialized_net(
+        NeuralNet,
+        torch.nn.Linear(2, 3),
+        criterion=torch.nn.CrossEntropyLoss,
+        predict_nonlinearity="softmax",
+    )
+    with pytest.raises(TypeError, match="predict_nonlinearity"):
+        _SkorchAdapter(net, 3).predict_scores(torch.zeros(1, 2))
+
+
+def test_predict_logits_of_each_backend(linear3):
+    batch = torch.tensor([[1.0, 0.0], [-0.5, 0.8]])
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            _TorchAdapter(linear3, 3).predict_logits(batch), linear3(batch)
+        )
+        one = torch.nn.Linear(2, 1)
+        logit = one(batch)[:, 0]
+        torch.testing.assert_close(
+            _TorchAdapter(one, 2).predict_logits(batch),
+            torch.stack((-logit, logit), dim=1),
+        )
+    # scikit-learn: log(predict_proba), so softmax at t = 1 gives it back
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    clf = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 1))
+    adapter = _SklearnAdapter(clf, clf.classes_)
+    logits = adapter.predict_logits(torch.from_numpy(X[:5]))
+    assert logits.dtype == torch.float64
+    np.testing.assert_allclose(
+        torch.softmax(logits, dim=1).numpy(), clf.predict_proba(X[:5]), rtol=1e-12
+    )
+
+
+def test_skorch_predict_logits_are_the_module_output(tiny_net, blobs3):
+    X, y = blobs3
+    net = tiny_net(max_epochs=1).fit(X, y)
+    adapter = _SkorchAdapter(net, 3)
+    with torch.inference_mode(), adapter.evaluating():
+        logits = adapter.predict_logits(torch.from_numpy(X[:4]))
+        torch.testing.assert_close(logits, net.module_(torch.from_numpy(X[:4])))
+
+
+def test_log_probability_is_differentiable_and_normalised(tiny_net, blobs3):
+    from skorch import NeuralNetBinaryClassifier
+
+    X, y = blobs3
+    batch = torch.from_numpy(X[:5]).requires_grad_(True)
+    net = tiny_net(max_epochs=1).fit(X, y)
+    binary = NeuralNetBinaryClassifier(
+        torch.nn.Linear(2, 1), max_epochs=0, verbose=0
+    ).initialize()
+    for adapter in (
+        _TorchAdapter(torch.nn.Linear(2, 3), 3),
+        _TorchAdapter(torch.nn.Linear(2, 1), 2),
+        _SkorchAdapter(net, 3),  # cross-entropy: log_softmax of the logits
+        _SkorchAdapter(binary, 2),  # BCE with logits: logsigmoid(-l), logsigmoid(l)
+    ):
+        assert adapter.differentiable
+        logp = adapter.log_probability(batch)
+        assert logp.dtype == torch.float64 and logp.shape[0] == 5
+        np.testing.assert_allclose(logp.exp().sum(1).detach().numpy(), 1.0)
+        (grad,) = torch.autograd.grad(logp[:, 0].sum(), batch)
+        assert grad.abs().sum() > 0
+    with torch.inference_mode():
+        expected = torch.log(torch.from_numpy(net.predict_proba(X[:5])).double())
+        got = _SkorchAdapter(net, 3).log_probability(torch.from_numpy(X[:5]))
+    # float64 log_softmax against the log of skorch's float32 softmax
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sklearn_adapter_has_no_gradients():
+    clf = LogisticRegression().fit([[-1.0], [1.0]], [0, 1])
+    adapter = _SklearnAdapter(clf, clf.classes_)
+    assert not adapter.differentiable
+    with pytest.raises(ValueError, match="no gradients"):
+        adapter.log_probability(torch.zeros(1, 1, dtype=torch.float64))
+
+
+def test_number_of_outputs(linear3):
+    X = np.zeros((4, 2), dtype=np.float32)
+    one = torch.nn.Linear(2, 1)
+    assert _TorchAdapter(linear3, 3).n_outputs(X) == 3
+    assert _TorchAdapter(linear3, 3).n_raw_outputs(X) == 3
+    # one logit is read as two class scores
+    assert _TorchAdapter(one, 2).n_outputs(X) == 2
+    assert _TorchAdapter(one, 2).n_raw_outputs(X) == 1
+    clf = LogisticRegression().fit([[-1.0, 0.0], [1.0, 0.0]], [3, 5])
+    adapter = _SklearnAdapter(clf, clf.classes_)
+    assert adapter.n_outputs(X.astype(np.float64)) == 2
+    assert adapter.n_raw_outputs(X) == 2
+
+
+def test_number_of_outputs_refuses_a_bad_shape():
+    from skorch import NeuralNet
+
+    net = _initialized_net(
+        NeuralNet,
+        torch.nn.Linear(2, 3),
+        criterion=torch.nn.CrossEntropyLoss,
+        predict_nonlinearity=lambda out: out[:, 0],
+    )
+    with pytest.raises(ValueError, match="class scores of shape"):
+        _SkorchAdapter(net, 3).n_outputs(np.zeros((1, 2), dtype=np.float32))
+
+
+def test_make_adapter_dispatches_on_the_fitted_model(linear3, tiny_net, blobs3):
+    from sklearn.frozen import FrozenEstimator
+
+    from smoothlearn.models import make_adapter
+
+    X, y = blobs3
+    classes = np.array([0, 1, 2])
+    adapter = make_adapter(linear3, classes)
+    assert type(adapter) is _TorchAdapter and adapter.module is linear3
+    assert adapter.n_classes == 3
+    net = tiny_net(max_epochs=1).fit(X, y)
+    for est in (net, FrozenEstimator(net)):
+        adapter = make_adapter(est, classes)
+        assert type(adapter) is _SkorchAdapter and adapter.net is net
+    lr = LogisticRegression().fit(X, y)
+    frozen = FrozenEstimator(lr)
+    adapter = make_adapter(frozen, lr.classes_)
+    assert type(adapter) is _SklearnAdapter and adapter.estimator is frozen
+    assert make_adapter(linear3, classes, device="cpu").device == torch.device("cpu")
+    with pytest.raises(ValueError, match="differs from the module's device"):
+        make_adapter(linear3, classes, device="meta")
+
+
+def test_training_without_noise_warns_at_the_caller_of_fit():
+    import warnings
+
+    from smoothlearn import SmoothedClassifier
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(int)
+    clf = SmoothedClassifier(LogisticRegression(), noise_augment=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X, y)
+    assert len(caught) == 1 and "noise_augment=False" in str(caught[0].message)
+    assert caught[0].filename == __file__  # not scikit-learn's fit wrapper
