@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -32,6 +32,7 @@ from .models import (
     _is_skorch_net,
     _module_device,
     _NoisyCollate,
+    _replicas,
     _SklearnAdapter,
     _SkorchAdapter,
     _TorchAdapter,
@@ -163,12 +164,41 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         Whether :meth:`fit` trains the base model on noisy inputs at
         ``sigma``.  An int ``k`` trains on ``k`` noisy copies of the data per
         pass (``True`` is one).  Ignored for pre-trained models.
-    device : str or torch.device, default=None
+    device : str, torch.device or list of them, default=None
         Where a torch model computes and the noise is drawn.  None: the
         skorch net's ``device`` or the module's parameters' device.  For a
         skorch net trained by :meth:`fit` it sets the clone's device; a
         pre-trained module must already live there.  Scikit-learn models run
-        on the CPU.
+        on the CPU.  A list (e.g. ``["cuda:0", "cuda:1"]``) runs hard
+        certification, :meth:`predict` and :meth:`predict_proba` with one
+        worker thread per entry, each with its own copy of the model
+        (``copy.deepcopy``, moved there), taking chunks of inputs as it
+        frees up; results are identical to one device.  The first entry
+        plays the role of a single device (training, soft and sequential
+        certification); entries must be of one type (and GPUs of one model,
+        since the noise torch draws for a seed depends on it).
+    memory_format : {"auto", "contiguous", "channels_last"}, default="auto"
+        Layout in which 4-D image batches ``(N, C, H, W)`` reach a torch
+        model: ``"channels_last"`` passes them in :data:`torch.channels_last`
+        layout (often faster for convolutions on CPU and GPU; the module
+        itself is not converted), ``"contiguous"`` as built.  ``"auto"``
+        times both on the first batch of a model and input shape in this
+        process (about a second) and keeps the faster one for the life of
+        the process.  The noise and the inputs' values are the same in both
+        layouts; a convolution may round its last bits differently in each,
+        which can move an argmax at an exact tie, so for bit-identical
+        results across processes and machines name the layout.  Other
+        inputs, and scikit-learn models, are unaffected.
+    precision : {None, "bfloat16", "float16"}, default=None
+        Run the torch model's forward pass under :func:`torch.autocast` in
+        that dtype (a float32 model; both run on CPU in torch 2.13, bfloat16
+        on GPUs of compute capability 8.0 and later; an unsupported one is a
+        ``ValueError``).  This changes the base classifier to its
+        reduced-precision version: certificates stay sound, for the
+        classifier that ran, and may differ from float32 ones (more ties
+        between logits, resolved to the lowest class).  The noise and
+        ``x + sigma * d`` stay in the model's dtype.  None: the model's
+        dtype.
     random_state : int, RandomState instance or None, default=None
         Source of all the noise (training augmentation and Monte Carlo).  An
         int gives the same noise, hence the same results, at every call.
@@ -182,6 +212,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         under ``joblib.parallel_config(backend="dask")`` the chunks run on
         the Dask cluster.  The noise of an input depends on the seed and the
         input's own values only, so results are identical to a serial run.
+        With a list of devices there is one worker per device, and
+        ``n_jobs`` must be None or the list's length.
     verbose : int, default=0
         Show a tqdm progress bar over inputs when > 0 (needs tqdm).
 
@@ -303,7 +335,9 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         "radius_method": [StrOptions({"paper", "envelope"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "noise_augment": ["boolean", Interval(Integral, 1, None, closed="left")],
-        "device": [None, str, torch.device],
+        "device": [None, str, torch.device, list, tuple],
+        "memory_format": [StrOptions({"auto", "contiguous", "channels_last"})],
+        "precision": [None, StrOptions({"bfloat16", "float16"})],
         "random_state": ["random_state"],
         "n_jobs": [None, Integral],
         "verbose": ["verbose"],
@@ -327,6 +361,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         batch_size=1024,
         noise_augment=True,
         device=None,
+        memory_format="auto",
+        precision=None,
         random_state=None,
         n_jobs=None,
         verbose=0,
@@ -346,6 +382,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.noise_augment = noise_augment
         self.device = device
+        self.memory_format = memory_format
+        self.precision = precision
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -362,15 +400,19 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                     f"The {name!r} parameter of SmoothedClassifier must be a "
                     f"number, not a bool. Got {getattr(self, name)!r} instead."
                 )
-        if isinstance(self.device, str):
-            try:
-                torch.device(self.device)
-            except RuntimeError as exc:
-                raise ValueError(
-                    "The 'device' parameter of SmoothedClassifier must be None, a "
-                    "torch.device or a device string such as 'cpu' or 'cuda:0'. "
-                    f"Got {self.device!r} instead."
-                ) from exc
+        self._check_devices()
+        inner = self.estimator
+        if isinstance(inner, FrozenEstimator):
+            inner = inner.estimator
+        if not (isinstance(inner, torch.nn.Module) or _is_skorch_net(inner)):
+            for name, default in (("precision", None), ("memory_format", "auto")):
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"The {name!r} parameter of SmoothedClassifier applies to "
+                        f"torch models; it must be {default!r} for "
+                        f"{type(inner).__name__}. Got {getattr(self, name)!r} "
+                        "instead."
+                    )
         if not math.isfinite(self.sigma):
             raise ValueError(
                 "The 'sigma' parameter of SmoothedClassifier must be a float in the "
@@ -411,6 +453,48 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 "The 'radius' parameter of SmoothedClassifier may be 'margin' only "
                 "with smoothing='soft'."
             )
+
+    def _check_devices(self) -> None:
+        """``device`` parses; a list is of one type and agrees with n_jobs."""
+        devices = self._devices()
+        if not isinstance(self.device, list | tuple):
+            return
+        types = sorted({d.type for d in devices})
+        if len(types) > 1:
+            raise ValueError(
+                "The 'device' parameter of SmoothedClassifier must list devices "
+                "of one type (the noise drawn for a seed differs between device "
+                f"types). Got {self.device!r} instead."
+            )
+        if self.n_jobs is not None and self.n_jobs != len(devices):
+            raise ValueError(
+                "The 'n_jobs' parameter of SmoothedClassifier must be None or "
+                f"{len(devices)} when 'device' lists {len(devices)} devices (one "
+                f"worker per device). Got {self.n_jobs!r} instead."
+            )
+
+    def _devices(self) -> list[torch.device] | None:
+        """``device`` as a list of torch devices (None when it is None)."""
+        if self.device is None:
+            return None
+        listed = isinstance(self.device, list | tuple)
+        entries = list(self.device) if listed else [self.device]
+        devices = []
+        for entry in entries:
+            if isinstance(entry, str):
+                with suppress(RuntimeError):  # left a str: reported below
+                    entry = torch.device(entry)
+            if not isinstance(entry, torch.device):
+                devices = []
+                break
+            devices.append(entry)
+        if not devices:
+            raise ValueError(
+                "The 'device' parameter of SmoothedClassifier must be None, a "
+                "torch.device or a device string such as 'cpu' or 'cuda:0', or a "
+                f"non-empty list of them. Got {self.device!r} instead."
+            )
+        return devices
 
     def _validate_X(self, X) -> NDArray:
         check_is_fitted(self)
@@ -485,7 +569,9 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return self
 
     def _device(self):
-        return None if self.device is None else torch.device(self.device)
+        """The single device, or the first of a list (None when unset)."""
+        devices = self._devices()
+        return None if devices is None else devices[0]
 
     def _module_device(self, module):
         """The device of a pre-trained module, checked against ``device``."""
@@ -541,7 +627,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return X, y, fit_params
 
     def _fit_sklearn(self, inner, frozen, X, y, root, fit_params):
-        if self.device is not None and torch.device(self.device).type != "cpu":
+        if self.device is not None and any(d.type != "cpu" for d in self._devices()):
             raise ValueError(
                 "The 'device' parameter of SmoothedClassifier must be None or 'cpu' "
                 f"for a scikit-learn base estimator. Got {self.device!r} instead."
@@ -568,9 +654,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                     "The 'estimator' FrozenEstimator wraps a skorch net that is not "
                     "initialized; fit it (or call initialize()) first."
                 )
-            if self.device is not None and torch.device(self.device) != torch.device(
-                net.device
-            ):
+            if self.device is not None and self._device() != torch.device(net.device):
                 raise ValueError(
                     f"The 'device' parameter of SmoothedClassifier ({self.device!r}) "
                     f"differs from the frozen net's device ({net.device!r})."
@@ -585,7 +669,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         net = clone(net)
         if self.device is not None:
-            net.set_params(device=str(self.device))
+            net.set_params(device=str(self._device()))
         classes = getattr(net, "classes", None)
         binary = _is_skorch_binary(net)
         if binary:
@@ -676,12 +760,20 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         est = self.estimator_
         inner = est.estimator if isinstance(est, FrozenEstimator) else est
         n_classes = len(self.classes_)
+        options = {"memory_format": self.memory_format, "precision": self.precision}
         if isinstance(inner, torch.nn.Module):
             device = self._module_device(inner)
-            return _TorchAdapter(inner, n_classes, device)
+            return _TorchAdapter(inner, n_classes, device, **options)
         if _is_skorch_net(inner):
-            return _SkorchAdapter(inner, n_classes)
+            return _SkorchAdapter(inner, n_classes, **options)
         return _SklearnAdapter(est, self.classes_)
+
+    def _adapters(self):
+        """The adapter, or one per entry of a device list (copies after the first)."""
+        adapter = self._adapter()
+        if not isinstance(self.device, list | tuple) or len(self.device) < 2:
+            return adapter
+        return _replicas(adapter, self._devices())
 
     def _progress(self, total: int, desc: str):
         if not self.verbose:
@@ -701,7 +793,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         with self._progress(X.shape[0], desc) as bar:
             return gather_statistics(
-                self._adapter(),
+                self._adapters(),
                 X,
                 stages=[(stage, n_draws, "hard") for stage, n_draws in stages],
                 sigma=self.sigma,
