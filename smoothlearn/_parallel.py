@@ -419,6 +419,7 @@ def gather_statistics(
             X[: min(n_inputs, batch_size)],
             sigma,
             min(batch_size, n_inputs * draws_per_input),
+            sum(int(bounds[c + 1] - bounds[c]) for c, _ in todo) * draws_per_input,
         )
         for other in adapters[1:]:
             other.memory_format = adapter.memory_format

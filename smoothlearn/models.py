@@ -52,11 +52,13 @@ MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 #: Values of the ``precision`` parameter (None: the model's own dtype).
 PRECISIONS = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
-#: The layout probe: seconds its timed forward passes should take in all,
-#: the smallest number of rows it times, its rounds, and the margin by which
+#: The layout probe: seconds its forward passes should take in all, or the
+#: share of the call's own forward passes if that is more; the smallest
+#: number of rows it times, its rounds, and the margin by which
 #: channels_last must win (a tie keeps the default layout, so two runs of a
 #: model where both are as fast do not flip between the two).
-_PROBE_SECONDS = 1.0
+_PROBE_SECONDS = 2.0
+_PROBE_SHARE = 0.05
 _PROBE_MIN_ROWS = 4
 _PROBE_ROUNDS = 3
 _PROBE_MARGIN = 0.05
@@ -279,18 +281,32 @@ class _TorchAdapter(_BaseAdapter):
         with _eval_mode(self.module):
             yield
 
-    def choose_memory_format(self, batch: torch.Tensor) -> str:
+    def choose_memory_format(
+        self, batch: torch.Tensor, total_rows: int | None = None
+    ) -> str:
         """Resolve ``memory_format="auto"`` on a representative noisy batch.
 
         For a 4-D ``batch``, the layout already chosen for this module, input
         shape, device, dtype and precision in this process, or else the one
         a short timing probe finds faster: after one warm-up pass in each
-        layout, :data:`_PROBE_ROUNDS` interleaved rounds time both layouts on
-        the same rows (as many as fit :data:`_PROBE_SECONDS` in all, at
-        least :data:`_PROBE_MIN_ROWS`, at most the batch), and channels_last
+        layout, :data:`_PROBE_ROUNDS` interleaved rounds time both layouts
+        (the thread's CPU time on a CPU with one torch thread, else the wall
+        clock, the device synchronized) on the same rows, and channels_last
         is kept when its median is at least :data:`_PROBE_MARGIN` below the
-        contiguous one.  Other batches: ``"contiguous"``.  Sets and returns
-        ``memory_format``; call it in eval and inference mode.
+        contiguous one.  The rows are as many as fit
+        :data:`_PROBE_SECONDS` in all, or :data:`_PROBE_SHARE` of the
+        call's ``total_rows`` forward rows if that is more (at least
+        :data:`_PROBE_MIN_ROWS`, at most the batch).  A module that fails
+        on a channels_last batch keeps the default layout.  Other batches:
+        ``"contiguous"``.  Sets and returns ``memory_format``; call it in
+        eval and inference mode.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+            Noisy inputs like the call's (the probe's rows are its first).
+        total_rows : int, default=None
+            Rows the call will run through the model; None: ``len(batch)``.
         """
         if self.memory_format != "auto":
             return self.memory_format
@@ -300,29 +316,49 @@ class _TorchAdapter(_BaseAdapter):
         key = (tuple(batch.shape[1:]), str(self.device), self.dtype, self.precision)
         chosen = _LAYOUTS.setdefault(self.module, {})
         if key not in chosen:
-            chosen[key] = self._probe_memory_format(batch)
+            rows = batch.shape[0] if total_rows is None else total_rows
+            chosen[key] = self._probe_memory_format(batch, rows)
         self.memory_format = chosen[key]
         return self.memory_format
 
-    def _probe_memory_format(self, batch: torch.Tensor) -> str:
+    def _probe_memory_format(self, batch: torch.Tensor, total_rows: int) -> str:
+        # On a CPU with one torch thread, all the work is this thread's: its
+        # CPU time does not swing with the load of the machine's other
+        # processes, as the wall clock does.  Otherwise the wall clock (with
+        # several threads, what the user waits for).
+        clock = time.perf_counter
+        if self.device.type == "cpu" and torch.get_num_threads() == 1:
+            clock = time.thread_time
+
         def seconds(x):
             _synchronize(self.device)
-            start = time.perf_counter()
+            start = clock()
             self._run(x)
             _synchronize(self.device)
-            return time.perf_counter() - start
+            return clock() - start
 
         last = batch.contiguous(memory_format=torch.channels_last)
-        rows = min(batch.shape[0], _PROBE_MIN_ROWS)
-        seconds(batch[:rows])  # one-time costs (kernel selection, caches)
-        seconds(last[:rows])
-        per_row = seconds(batch[:rows]) / rows
-        budget = _PROBE_SECONDS / (2 * _PROBE_ROUNDS)
-        rows = int(min(batch.shape[0], max(rows, budget / max(per_row, 1e-9))))
+        small = min(batch.shape[0], _PROBE_MIN_ROWS)
+        seconds(batch[:small])  # one-time costs (kernel selection, caches)
+        try:
+            seconds(last[:small])
+        except Exception:  # e.g. a .view() that needs the default strides
+            return "contiguous"
+        per_row = max(seconds(batch[:small]) / small, 1e-9)
+        # Rows for 2 warm-ups and 2 x _PROBE_ROUNDS timed passes: what fits
+        # _PROBE_SECONDS, or _PROBE_SHARE of the whole call if that is more
+        # (a long run affords a probe on full batches, the most faithful).
+        budget = max(_PROBE_SECONDS, _PROBE_SHARE * per_row * total_rows)
+        passes = 2 + 2 * _PROBE_ROUNDS
+        rows = int(min(batch.shape[0], max(small, budget / (passes * per_row))))
+        x, x_last = batch[:rows], last[:rows]
+        if rows > small:  # first-call costs of this batch size, in both layouts
+            seconds(x)
+            seconds(x_last)
         default, channels_last = [], []
         for _ in range(_PROBE_ROUNDS):
-            default.append(seconds(batch[:rows]))
-            channels_last.append(seconds(last[:rows]))
+            default.append(seconds(x))
+            channels_last.append(seconds(x_last))
         faster = statistics.median(channels_last) < (1 - _PROBE_MARGIN) * (
             statistics.median(default)
         )

@@ -129,13 +129,16 @@ def _root_seed(random_state) -> int:
 _PROBE_SEED = 0x5EED
 
 
-def _resolve_memory_format(adapter, X: NDArray, sigma: float, rows: int) -> None:
+def _resolve_memory_format(
+    adapter, X: NDArray, sigma: float, rows: int, total_rows: int
+) -> None:
     """Resolve an adapter's ``memory_format="auto"`` before sampling ``X``.
 
     The probe batch holds ``rows`` rows, ``X[i % n_inputs] + sigma * d`` with
-    ``d`` from an auxiliary generator, in eval and inference mode.  An
-    adapter wrapping another (its ``adapter`` attribute) resolves the inner
-    one.  Does nothing unless the format is ``"auto"``.
+    ``d`` from an auxiliary generator, in eval and inference mode; the call
+    will run ``total_rows`` rows.  An adapter wrapping another (its
+    ``adapter`` attribute) resolves the inner one.  Does nothing unless the
+    format is ``"auto"``.
     """
     target = adapter
     if not hasattr(target, "choose_memory_format"):
@@ -152,7 +155,7 @@ def _resolve_memory_format(adapter, X: NDArray, sigma: float, rows: int) -> None
         batch = xs[torch.arange(rows, device=device) % xs.shape[0]]
         noise = torch.empty_like(batch).normal_(generator=generator)
         batch.add_(noise.mul_(sigma))
-        target.choose_memory_format(batch)
+        target.choose_memory_format(batch, total_rows)
 
 
 def sample_statistics(
@@ -269,7 +272,7 @@ def sample_statistics(
         return out, out.copy()
 
     rows_max = min(batch_size, total)
-    _resolve_memory_format(adapter, X, sigma, rows_max)
+    _resolve_memory_format(adapter, X, sigma, rows_max, total)
     generator = torch.Generator(device=device)
     # Clean inputs per upload: those of 16 batches (a batch holds draws of at
     # most rows_max // n_draws + 2 inputs), and never more than the noise

@@ -308,8 +308,8 @@ def test_device_list_resolves_auto_layout_once(images, monkeypatch):
 
     calls = []
 
-    def probe(self, batch):
-        calls.append(self.module)
+    def probe(self, batch, total_rows):
+        calls.append((self.module, total_rows))
         return "channels_last"
 
     monkeypatch.setattr(models._TorchAdapter, "_probe_memory_format", probe)
@@ -321,7 +321,7 @@ def test_device_list_resolves_auto_layout_once(images, monkeypatch):
     adapters = models._replicas(adapter, ["cpu", "cpu"])
     X = np.random.default_rng(0).normal(size=(8, 3, 3, 3)).astype(np.float32)
     stats = gather_statistics(adapters, X, stages=STAGES, sigma=0.5, seed=3)
-    assert calls == [module]
+    assert calls == [(module, 8 * 740)]
     assert [a.memory_format for a in adapters] == ["channels_last"] * 2
     reference = _TorchAdapter(module, 4, memory_format="channels_last")
     _assert_same(stats, _serial(reference, X, STAGES))

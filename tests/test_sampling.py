@@ -370,9 +370,9 @@ def test_auto_layout_is_probed_once_per_module_and_shape(rng, monkeypatch):
     calls = []
     real = models._TorchAdapter._probe_memory_format
 
-    def probe(self, batch):
-        calls.append(tuple(batch.shape))
-        assert real(self, batch) in ("contiguous", "channels_last")
+    def probe(self, batch, total_rows):
+        calls.append((*batch.shape, total_rows))
+        assert real(self, batch, total_rows) in ("contiguous", "channels_last")
         return "channels_last"
 
     monkeypatch.setattr(models._TorchAdapter, "_probe_memory_format", probe)
@@ -380,7 +380,8 @@ def test_auto_layout_is_probed_once_per_module_and_shape(rng, monkeypatch):
     module = _Recording()
     adapter = _TorchAdapter(module, 5, memory_format="auto")
     counts, _ = sample_statistics(adapter, X, 300, 0.5, stage=1, seed=9, batch_size=128)
-    assert calls == [(128, 3, 6, 6)] and adapter.memory_format == "channels_last"
+    assert calls == [(128, 3, 6, 6, 1200)]
+    assert adapter.memory_format == "channels_last"
     assert module.seen[-1][1]  # the counted batches were channels_last
     # a new adapter of the same module: no new probe, same layout
     again = _TorchAdapter(module, 5, memory_format="auto")
@@ -393,7 +394,7 @@ def test_auto_layout_is_probed_once_per_module_and_shape(rng, monkeypatch):
     # another input shape is probed again; a non-image input is never probed
     other = _TorchAdapter(module, 5, memory_format="auto")
     sample_statistics(other, _rgb(rng)[:, :, :5, :5], 10, 0.5, stage=1, seed=9)
-    assert calls[-1] == (40, 3, 5, 5)
+    assert calls[-1] == (40, 3, 5, 5, 40)
     flat = _TorchAdapter(torch.nn.Linear(4, 2), 2, memory_format="auto")
     sample_statistics(flat, X[:, 0, 0, :4].copy(), 10, 0.5, stage=1, seed=0)
     assert len(calls) == 2 and flat.memory_format == "contiguous"
@@ -407,11 +408,32 @@ def test_the_real_probe_chooses_a_layout(rng):
         chosen = adapter.choose_memory_format(batch)
     assert chosen in ("contiguous", "channels_last")
     assert adapter.memory_format == chosen
-    # warm-ups and 3 interleaved rounds in each layout, on at most 64 rows
+    # 4 rows: a warm-up in each layout and a pass that sizes the probe; then
+    # at its size (here the whole batch of this cheap model) a warm-up in
+    # each layout and 3 interleaved rounds
     layouts = [cl for _, cl, *_ in module.seen]
-    assert len(layouts) == 9 and layouts[:2] == [False, True]
-    assert layouts[3:] == [False, True] * 3
-    assert all(x.shape[0] <= 64 for x, *_ in module.seen)
+    rows = [x.shape[0] for x, *_ in module.seen]
+    assert layouts == [False, True, False] + [False, True] * 4
+    assert rows == [4] * 3 + [64] * 8
+
+
+def test_a_module_that_fails_in_channels_last_keeps_the_default_layout(rng):
+    class Viewing(torch.nn.Module):
+        def forward(self, x):
+            return x.view(x.shape[0], -1)[:, :5]  # needs the default strides
+
+    adapter = _TorchAdapter(Viewing(), 5, memory_format="auto")
+    counts, _ = sample_statistics(adapter, _rgb(rng), 50, 0.5, stage=1, seed=0)
+    assert adapter.memory_format == "contiguous" and counts.sum() == 200
+    with pytest.raises(RuntimeError, match="view"):
+        sample_statistics(
+            _TorchAdapter(Viewing(), 5, memory_format="channels_last"),
+            _rgb(rng),
+            50,
+            0.5,
+            stage=1,
+            seed=0,
+        )
 
 
 def test_bfloat16_runs_the_model_under_autocast(rng):
