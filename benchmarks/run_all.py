@@ -37,6 +37,7 @@ MODULES = [
     "bench_intervals",
     "bench_lipschitz_radius",
     "bench_scaling",
+    "bench_shapes",
     "bench_sequential",
     "bench_accuracy",
 ]
