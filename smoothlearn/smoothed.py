@@ -174,21 +174,25 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         worker thread per entry, each with its own copy of the model
         (``copy.deepcopy``, moved there), taking chunks of inputs as it
         frees up; results are identical to one device.  The first entry
-        plays the role of a single device (training, soft and sequential
-        certification); entries must be of one type (and GPUs of one model,
-        since the noise torch draws for a seed depends on it).
+        plays the role of a single device (where a pre-trained module must
+        live, where :meth:`fit` trains a skorch net, where soft and
+        sequential certification run); entries must be of one type (and
+        GPUs of one model, since the noise torch draws for a seed depends
+        on it).
     memory_format : {"auto", "contiguous", "channels_last"}, default="auto"
         Layout in which 4-D image batches ``(N, C, H, W)`` reach a torch
         model: ``"channels_last"`` passes them in :data:`torch.channels_last`
         layout (often faster for convolutions on CPU and GPU; the module
         itself is not converted), ``"contiguous"`` as built.  ``"auto"``
-        times both on the first batch of a model and input shape in this
-        process (about a second) and keeps the faster one for the life of
-        the process.  The noise and the inputs' values are the same in both
-        layouts; a convolution may round its last bits differently in each,
-        which can move an argmax at an exact tie, so for bit-identical
-        results across processes and machines name the layout.  Other
-        inputs, and scikit-learn models, are unaffected.
+        times both before the first batch of a model and input shape in
+        this process (about two seconds, or 5% of a long call) and keeps
+        the faster one for the life of the process (the default layout for
+        a model that fails on channels_last strides).  The noise and the
+        inputs' values are the same in both layouts; a convolution may round
+        its last bits differently in each, which can move an argmax at an
+        exact tie, so for bit-identical results across processes and
+        machines name the layout.  Other inputs, and scikit-learn models,
+        are unaffected.
     precision : {None, "bfloat16", "float16"}, default=None
         Run the torch model's forward pass under :func:`torch.autocast` in
         that dtype (a float32 model; both run on CPU in torch 2.13, bfloat16
