@@ -38,6 +38,7 @@ MODULES = [
     "bench_betting",
     "bench_lipschitz_radius",
     "bench_scaling",
+    "bench_shapes",
     "bench_sequential",
     "bench_accuracy",
 ]

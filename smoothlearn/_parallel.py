@@ -9,6 +9,11 @@ wherever it lands) and runs the chunks through scikit-learn's
 to a serial run whatever the number of workers or the joblib backend, e.g. a
 Dask cluster through ``joblib.parallel_config(backend="dask")``.
 
+Given a list of adapters (one per device, see
+:func:`smoothlearn.models._replicas`), one worker thread runs per adapter and
+each chunk takes whichever adapter is free, so several GPUs of one machine
+share the work; the result is again that of a serial run.
+
 With ``checkpoint=path``, the statistics of every finished chunk are written
 atomically to ``path`` as they arrive (see :mod:`smoothlearn._checkpoint`); the
 same call resumes a killed run, computing only the chunks not yet stored, and
@@ -20,14 +25,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import queue
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from os import PathLike
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._checkpoint import _Checkpoint, fingerprint_array, fingerprint_model
-from .sampling import sample_statistics
+from .sampling import _resolve_memory_format, sample_statistics
 
 __all__ = ["gather_statistics"]
 
@@ -168,6 +175,25 @@ def _compute_chunk(
     return out if tag is None else (tag, out)
 
 
+class _DevicePool:
+    """Adapters of several devices, lent to one chunk at a time (threads only).
+
+    With as many worker threads as adapters, a chunk always finds one free.
+    """
+
+    def __init__(self, adapters):
+        self._free = queue.SimpleQueue()
+        for adapter in adapters:
+            self._free.put(adapter)
+
+    def compute_chunk(self, *args):
+        adapter = self._free.get()
+        try:
+            return _compute_chunk(adapter, *args)
+        finally:
+            self._free.put(adapter)
+
+
 def gather_statistics(
     adapter,
     X: NDArray,
@@ -187,9 +213,14 @@ def gather_statistics(
 
     Parameters
     ----------
-    adapter : _BaseAdapter
+    adapter : _BaseAdapter or list of _BaseAdapter
         The base model (see :mod:`smoothlearn.models`); it is pickled to the
-        workers of a process-based backend.
+        workers of a process-based backend.  A list holds one adapter per
+        device (:func:`~smoothlearn.models._replicas`): the chunks then run
+        on one thread per adapter, each on whichever adapter is free,
+        whatever joblib backend is configured; the first adapter stands for
+        the model in the checkpoint.  An ``"auto"`` memory format is
+        resolved once, on the first adapter, and given to all.
     X : ndarray of shape (n_inputs, \*input_shape)
         The inputs (validated by the caller).
     stages : list of tuple
@@ -208,7 +239,8 @@ def gather_statistics(
         Number of joblib workers; None means 1 unless inside a
         :func:`joblib.parallel_config` context, -1 all processors.  Under
         ``joblib.parallel_config(backend="dask")`` the chunks run on the Dask
-        cluster.  Does not change the result.
+        cluster.  With a list of adapters, None or the list's length.  Does
+        not change the result.
     chunk_size : int, default=None
         Inputs per chunk.  None: all inputs in one chunk when serial without
         checkpoint, else about four chunks per worker, and with a checkpoint
@@ -291,6 +323,16 @@ def gather_statistics(
             "The 'checkpoint' parameter must be a file path (str or path-like) or "
             f"None. Got {checkpoint!r} instead."
         )
+    adapters = list(adapter) if isinstance(adapter, list | tuple) else [adapter]
+    if not adapters:
+        raise ValueError("The 'adapter' parameter must not be an empty list.")
+    adapter = adapters[0]
+    if len(adapters) > 1 and n_jobs is not None and n_jobs != len(adapters):
+        raise ValueError(
+            f"The 'n_jobs' parameter must be None or {len(adapters)} with "
+            f"{len(adapters)} adapters (one worker per device). Got {n_jobs!r} "
+            "instead."
+        )
     X = np.asarray(X)
     if X.ndim < 1:
         raise ValueError("The 'X' parameter must have shape (n_inputs, ...).")
@@ -302,7 +344,7 @@ def gather_statistics(
     # the statistics; the count only shapes the chunks.
     from joblib import effective_n_jobs
 
-    n_workers = effective_n_jobs(n_jobs)
+    n_workers = len(adapters) if len(adapters) > 1 else effective_n_jobs(n_jobs)
     if chunk_size is None:
         chunk_size = _default_chunk_size(
             n_inputs, draws_per_input, n_workers, checkpoint is not None
@@ -369,9 +411,24 @@ def gather_statistics(
         if ckpt is not None:
             ckpt.record(c, stats)
 
+    # One layout for the whole run, chosen here: workers in other processes
+    # would otherwise each time it, and might choose differently.
+    if todo and getattr(adapter, "memory_format", None) == "auto":
+        _resolve_memory_format(
+            adapter,
+            X[: min(n_inputs, batch_size)],
+            sigma,
+            min(batch_size, n_inputs * draws_per_input),
+            sum(int(bounds[c + 1] - bounds[c]) for c, _ in todo) * draws_per_input,
+        )
+        for other in adapters[1:]:
+            other.memory_format = adapter.memory_format
+
     # Eval mode for the whole run: workers receive (or, with threads, share)
     # a model already in eval mode, so no worker restores another's state.
-    with adapter.evaluating():
+    with ExitStack() as stack:
+        for each in adapters:
+            stack.enter_context(each.evaluating())
         if n_workers == 1 or len(todo) <= 1:
             for c, need in todo:
                 stats = _compute_chunk(
@@ -387,16 +444,27 @@ def gather_statistics(
                 )
                 store(c, stats)
         else:
-            box = _AdapterBox(adapter)
             # Ordered results, not "generator_unordered": that mode has been
             # seen to hang intermittently (joblib/joblib#1639), and a run that
             # hangs is worse than a chunk stored a little later.  A chunk is
             # still stored (and checkpointed) as soon as it and the chunks
             # before it are done.
-            parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+            if len(adapters) > 1:
+                # Threads of this process: the devices' models stay where
+                # they are, and an explicit backend overrides any
+                # parallel_config (a Dask cluster cannot reach these GPUs).
+                parallel = Parallel(
+                    n_jobs=len(adapters), backend="threading", return_as="generator"
+                )
+                compute = _DevicePool(adapters).compute_chunk
+                head = ()
+            else:
+                parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+                compute = _compute_chunk
+                head = (_AdapterBox(adapter),)
             calls = (
-                delayed(_compute_chunk)(
-                    box,
+                delayed(compute)(
+                    *head,
                     X,
                     int(bounds[c]),
                     int(bounds[c + 1]),

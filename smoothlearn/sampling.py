@@ -7,10 +7,24 @@ returns per input and class the sum and the sum of squares of the class
 score (for hard smoothing: the counts of the predicted class).
 
 Noise is generated on the model's device by torch generators, never by a
-global random number generator, and counts are taken with
-:func:`torch.bincount` on the device, with one transfer at the end.  Memory is
-O(batch_size x input size) whatever ``n_draws`` is, and no input rank is
-assumed: ``X`` has shape ``(n_inputs, *input_shape)``.
+global random number generator, and counts are accumulated there (an
+``index_add_`` into a flat ``(n_inputs * n_classes,)`` table, which unlike
+``bincount`` needs no transfer to size its output), with one transfer at
+the end.  The clean inputs go to the device in windows of about
+``batch_size`` inputs, so the hot loop never waits for the host on a GPU.
+Memory is O(batch_size x input size) whatever ``n_draws`` is, and no input
+rank is assumed: ``X`` has shape ``(n_inputs, *input_shape)``.
+
+Layout and precision
+--------------------
+The adapter decides how the model runs a batch (:mod:`smoothlearn.models`):
+4-D batches may reach it in ``channels_last`` layout and its forward pass
+may run under :func:`torch.autocast`.  Neither changes the noise: the batch
+``x + sigma * d`` is built as below in the default layout and the model's
+dtype, and only then copied to the other layout.  An adapter whose
+``memory_format`` is ``"auto"`` is resolved before the first batch, by
+timing both layouts on a batch of the inputs plus auxiliary noise that is
+never counted (see :meth:`~smoothlearn.models._TorchAdapter.choose_memory_format`).
 
 Determinism
 -----------
@@ -59,6 +73,39 @@ __all__ = ["sample_statistics"]
 #: Draws per noise block. Part of the seeding scheme: changing it changes
 #: every result obtained with a given ``random_state``.
 _BLOCK_SIZE = 1024
+
+
+#: Seed of the auxiliary noise of the layout probe (never counted).
+_PROBE_SEED = 0x5EED
+
+
+def _resolve_memory_format(
+    adapter, X: NDArray, sigma: float, rows: int, total_rows: int
+) -> None:
+    """Resolve an adapter's ``memory_format="auto"`` before sampling ``X``.
+
+    The probe batch holds ``rows`` rows, ``X[i % n_inputs] + sigma * d`` with
+    ``d`` from an auxiliary generator, in eval and inference mode; the call
+    will run ``total_rows`` rows.  An adapter wrapping another (its
+    ``adapter`` attribute) resolves the inner one.  Does nothing unless the
+    format is ``"auto"``.
+    """
+    target = adapter
+    if not hasattr(target, "choose_memory_format"):
+        target = getattr(adapter, "adapter", None)
+    if getattr(target, "memory_format", None) != "auto":
+        return
+    if X.ndim != 4 or X.shape[0] == 0:
+        target.memory_format = "contiguous"
+        return
+    device, dtype = target.device, target.dtype
+    generator = torch.Generator(device=device).manual_seed(_PROBE_SEED)
+    with torch.inference_mode(), target.evaluating():
+        xs = torch.from_numpy(np.ascontiguousarray(X[:rows])).to(device, dtype)
+        batch = xs[torch.arange(rows, device=device) % xs.shape[0]]
+        noise = torch.empty_like(batch).normal_(generator=generator)
+        batch.add_(noise.mul_(sigma))
+        target.choose_memory_format(batch, total_rows)
 
 
 def sample_statistics(
@@ -126,7 +173,9 @@ def sample_statistics(
     computes each row of a batch independently of the others
     (floating-point reassociation inside some backends can in principle flip
     an argmax at an exact tie).  On CPU, torch generators keep 32 bits of a
-    seed.
+    seed.  The adapter's memory layout and precision (see
+    :mod:`smoothlearn.models`) change how the model computes, not the noise;
+    an ``"auto"`` layout is resolved once, before the first batch.
 
     Examples
     --------
@@ -173,17 +222,33 @@ def sample_statistics(
         return out, out.copy()
 
     rows_max = min(batch_size, total)
+    _resolve_memory_format(adapter, X, sigma, rows_max, total)
     generator = torch.Generator(device=device)
+    # Clean inputs per upload: those of 16 batches (a batch holds draws of at
+    # most rows_max // n_draws + 2 inputs), and never more than the noise
+    # buffer holds rows, so a GPU waits for the host once per window instead
+    # of once per batch and memory stays O(batch_size x input size).
+    window_size = min(rows_max + 1, 16 * (rows_max // n_draws + 2))
     with torch.inference_mode(), adapter.evaluating():
         noise = torch.empty((rows_max, *shape), dtype=dtype, device=device)
         arange = torch.arange(rows_max, device=device)
+        if hard:
+            flat = sums.view(-1)
+            ones = torch.ones(rows_max, dtype=torch.int64, device=device)
+            # Raised after the loop: checking each batch would wait for the device.
+            out_of_range = torch.zeros((), dtype=torch.bool, device=device)
+        window, w_first = None, 0  # clean inputs w_first, w_first + 1, ... on device
         carry = None  # (start draw, end draw, tensor) of a block split by a batch
         start = 0
         while start < total:
             stop = min(start + batch_size, total)
             rows = stop - start
             i_first, i_last = start // n_draws, (stop - 1) // n_draws
-            xs = torch.from_numpy(X[i_first : i_last + 1]).to(device, dtype)
+            if window is None or i_last >= w_first + window.shape[0]:
+                w_first = i_first
+                w_stop = min(n_inputs, i_first + window_size)
+                window = torch.from_numpy(X[w_first:w_stop]).to(device, dtype)
+            xs = window[i_first - w_first : i_last + 1 - w_first]
             f, r = start, 0
             while f < stop:
                 i, j = divmod(f, n_draws)
@@ -213,27 +278,25 @@ def sample_statistics(
                 r += length
 
             batch = noise[:rows]
-            local = torch.div(arange[:rows] + start, n_draws, rounding_mode="floor")
-            local -= i_first
-            n_local = i_last - i_first + 1
+            # the row of X each noisy sample belongs to
+            owner = torch.div(arange[:rows] + start, n_draws, rounding_mode="floor")
             if hard:
                 cls = adapter.predict_classes(batch).to(
                     device=device, dtype=torch.int64
                 )
-                binned = torch.bincount(
-                    local * n_classes + cls, minlength=n_local * n_classes
-                )
-                if binned.numel() != n_local * n_classes:
+                if cls.shape != (rows,):
                     raise ValueError(
-                        "The base model predicted a class index outside "
-                        f"range({n_classes})."
+                        f"The base model returned class indices of shape "
+                        f"{tuple(cls.shape)}; expected {(rows,)}."
                     )
-                sums[i_first : i_last + 1] += binned.view(n_local, n_classes)
+                out_of_range |= ((cls < 0) | (cls >= n_classes)).any()
+                cell = owner * n_classes + cls.clamp(0, n_classes - 1)
+                flat.index_add_(0, cell, ones[:rows])
             else:
                 logits = adapter.predict_scores(batch)
                 if getattr(score, "per_input", False):
                     # per-input score maps receive each row's global input index
-                    s = score(logits, local + (i_first + input_offset))
+                    s = score(logits, owner + input_offset)
                 else:
                     s = score(logits)
                 s = s.to(device, torch.float64)
@@ -242,14 +305,18 @@ def sample_statistics(
                         f"The score map returned shape {tuple(s.shape)}; expected "
                         f"{(rows, n_classes)}."
                     )
-                sums.index_add_(0, local + i_first, s)
-                sums_sq.index_add_(0, local + i_first, s * s)
+                sums.index_add_(0, owner, s)
+                sums_sq.index_add_(0, owner, s * s)
             if progress is not None:
                 done = stop // n_draws - start // n_draws
                 if done:
                     progress(done)
             start = stop
 
+    if hard and bool(out_of_range):
+        raise ValueError(
+            f"The base model predicted a class index outside range({n_classes})."
+        )
     sums_np = sums.cpu().numpy()
     if hard:
         return sums_np, sums_np.copy()

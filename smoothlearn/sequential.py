@@ -958,7 +958,13 @@ class SequentialCertifier(BaseEstimator):
             np.array([t for _, t in candidates], dtype=np.float64),
         )
         sel = _select_simplex_maps(
-            make_adapter(clf.estimator_, clf.classes_, device=clf.device),
+            make_adapter(
+                clf.estimator_,
+                clf.classes_,
+                device=clf.device,
+                memory_format=clf.memory_format,
+                precision=clf.precision,
+            ),
             X,
             candidates,
             n0=clf.n0,
@@ -1026,7 +1032,13 @@ class SequentialCertifier(BaseEstimator):
                 temperature,
             )
         else:
-            adapter = make_adapter(clf.estimator_, clf.classes_, device=clf.device)
+            adapter = make_adapter(
+                clf.estimator_,
+                clf.classes_,
+                device=clf.device,
+                memory_format=clf.memory_format,
+                precision=clf.precision,
+            )
             selection, _ = sample_statistics(
                 adapter,
                 X,

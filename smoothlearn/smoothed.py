@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from numbers import Integral, Real
 from typing import ClassVar, NamedTuple
 
@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._rounding import round_up
 from ._training import fit_base_model
 from .intervals import PROCEDURES
-from .models import make_adapter
+from .models import _is_skorch_net, _replicas, make_adapter
 from .result import (
     CertificationResult,
     _abstain_label,
@@ -175,12 +175,45 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         Whether :meth:`fit` trains the base model on noisy inputs at
         ``sigma``.  An int ``k`` trains on ``k`` noisy copies of the data per
         pass (``True`` is one).  Ignored for pre-trained models.
-    device : str or torch.device, default=None
+    device : str, torch.device or list of them, default=None
         Where a torch model computes and the noise is drawn.  None: the
         skorch net's ``device`` or the module's parameters' device.  For a
         skorch net trained by :meth:`fit` it sets the clone's device; a
         pre-trained module must already live there.  Scikit-learn models run
-        on the CPU.
+        on the CPU.  A list (e.g. ``["cuda:0", "cuda:1"]``) runs hard
+        certification, :meth:`predict` and :meth:`predict_proba` with one
+        worker thread per entry, each with its own copy of the model
+        (``copy.deepcopy``, moved there), taking chunks of inputs as it
+        frees up; results are identical to one device.  The first entry
+        plays the role of a single device (where a pre-trained module must
+        live, where :meth:`fit` trains a skorch net, where soft and
+        sequential certification run); entries must be of one type (and
+        GPUs of one model, since the noise torch draws for a seed depends
+        on it).
+    memory_format : {"auto", "contiguous", "channels_last"}, default="auto"
+        Layout in which 4-D image batches ``(N, C, H, W)`` reach a torch
+        model: ``"channels_last"`` passes them in :data:`torch.channels_last`
+        layout (often faster for convolutions on CPU and GPU; the module
+        itself is not converted), ``"contiguous"`` as built.  ``"auto"``
+        times both before the first batch of a model and input shape in
+        this process (about two seconds, or 5% of a long call) and keeps
+        the faster one for the life of the process (the default layout for
+        a model that fails on channels_last strides).  The noise and the
+        inputs' values are the same in both layouts; a convolution may round
+        its last bits differently in each, which can move an argmax at an
+        exact tie, so for bit-identical results across processes and
+        machines name the layout.  Other inputs, and scikit-learn models,
+        are unaffected.
+    precision : {None, "bfloat16", "float16"}, default=None
+        Run the torch model's forward pass under :func:`torch.autocast` in
+        that dtype (a float32 model; both run on CPU in torch 2.13, bfloat16
+        on GPUs of compute capability 8.0 and later; an unsupported one is a
+        ``ValueError``).  This changes the base classifier to its
+        reduced-precision version: certificates stay sound, for the
+        classifier that ran, and may differ from float32 ones (more ties
+        between logits, resolved to the lowest class).  The noise and
+        ``x + sigma * d`` stay in the model's dtype.  None: the model's
+        dtype.
     random_state : int, RandomState instance or None, default=None
         Source of all the noise (training augmentation and Monte Carlo).  An
         int gives the same noise, hence the same results, at every call.
@@ -194,6 +227,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         under ``joblib.parallel_config(backend="dask")`` the chunks run on
         the Dask cluster.  The noise of an input depends on the seed and the
         input's own values only, so results are identical to a serial run.
+        With a list of devices there is one worker per device, and
+        ``n_jobs`` must be None or the list's length.
     verbose : int, default=0
         Show a tqdm progress bar over inputs when > 0 (needs tqdm).
 
@@ -320,7 +355,9 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         "radius_method": [StrOptions({"paper", "envelope"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "noise_augment": ["boolean", Interval(Integral, 1, None, closed="left")],
-        "device": [None, str, torch.device],
+        "device": [None, str, torch.device, list, tuple],
+        "memory_format": [StrOptions({"auto", "contiguous", "channels_last"})],
+        "precision": [None, StrOptions({"bfloat16", "float16"})],
         "random_state": ["random_state"],
         "n_jobs": [None, Integral],
         "verbose": ["verbose"],
@@ -344,6 +381,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         batch_size=1024,
         noise_augment=True,
         device=None,
+        memory_format="auto",
+        precision=None,
         random_state=None,
         n_jobs=None,
         verbose=0,
@@ -363,6 +402,8 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.noise_augment = noise_augment
         self.device = device
+        self.memory_format = memory_format
+        self.precision = precision
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -379,15 +420,19 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                     f"The {name!r} parameter of SmoothedClassifier must be a "
                     f"number, not a bool. Got {getattr(self, name)!r} instead."
                 )
-        if isinstance(self.device, str):
-            try:
-                torch.device(self.device)
-            except RuntimeError as exc:
-                raise ValueError(
-                    "The 'device' parameter of SmoothedClassifier must be None, a "
-                    "torch.device or a device string such as 'cpu' or 'cuda:0'. "
-                    f"Got {self.device!r} instead."
-                ) from exc
+        self._check_devices()
+        inner = self.estimator
+        if isinstance(inner, FrozenEstimator):
+            inner = inner.estimator
+        if not (isinstance(inner, torch.nn.Module) or _is_skorch_net(inner)):
+            for name, default in (("precision", None), ("memory_format", "auto")):
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"The {name!r} parameter of SmoothedClassifier applies to "
+                        f"torch models; it must be {default!r} for "
+                        f"{type(inner).__name__}. Got {getattr(self, name)!r} "
+                        "instead."
+                    )
         if not math.isfinite(self.sigma):
             raise ValueError(
                 "The 'sigma' parameter of SmoothedClassifier must be a float in the "
@@ -428,6 +473,48 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 "The 'radius' parameter of SmoothedClassifier may be 'margin' only "
                 "with smoothing='soft'."
             )
+
+    def _check_devices(self) -> None:
+        """``device`` parses; a list is of one type and agrees with n_jobs."""
+        devices = self._devices()
+        if not isinstance(self.device, list | tuple):
+            return
+        types = sorted({d.type for d in devices})
+        if len(types) > 1:
+            raise ValueError(
+                "The 'device' parameter of SmoothedClassifier must list devices "
+                "of one type (the noise drawn for a seed differs between device "
+                f"types). Got {self.device!r} instead."
+            )
+        if self.n_jobs is not None and self.n_jobs != len(devices):
+            raise ValueError(
+                "The 'n_jobs' parameter of SmoothedClassifier must be None or "
+                f"{len(devices)} when 'device' lists {len(devices)} devices (one "
+                f"worker per device). Got {self.n_jobs!r} instead."
+            )
+
+    def _devices(self) -> list[torch.device] | None:
+        """``device`` as a list of torch devices (None when it is None)."""
+        if self.device is None:
+            return None
+        listed = isinstance(self.device, list | tuple)
+        entries = list(self.device) if listed else [self.device]
+        devices = []
+        for entry in entries:
+            if isinstance(entry, str):
+                with suppress(RuntimeError):  # left a str: reported below
+                    entry = torch.device(entry)
+            if not isinstance(entry, torch.device):
+                devices = []
+                break
+            devices.append(entry)
+        if not devices:
+            raise ValueError(
+                "The 'device' parameter of SmoothedClassifier must be None, a "
+                "torch.device or a device string such as 'cpu' or 'cuda:0', or a "
+                f"non-empty list of them. Got {self.device!r} instead."
+            )
+        return devices
 
     def _validate_X(self, X) -> NDArray:
         check_is_fitted(self)
@@ -490,7 +577,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             y,
             sigma=self.sigma,
             noise_augment=self.noise_augment,
-            device=self.device,
+            device=self._device(),
             seed=_root_seed(self.random_state),
             fit_params=fit_params,
         )
@@ -498,11 +585,29 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.abstain_label_ = _abstain_label(self.classes_)
         return self
 
+    def _device(self):
+        """The single device, or the first of a list (None when unset)."""
+        devices = self._devices()
+        return None if devices is None else devices[0]
+
     # ------------------------------------------------------------------
     # Monte Carlo
     # ------------------------------------------------------------------
     def _adapter(self):
-        return make_adapter(self.estimator_, self.classes_, device=self.device)
+        return make_adapter(
+            self.estimator_,
+            self.classes_,
+            device=self._device(),
+            memory_format=self.memory_format,
+            precision=self.precision,
+        )
+
+    def _adapters(self):
+        """The adapter, or one per entry of a device list (copies after the first)."""
+        adapter = self._adapter()
+        if not isinstance(self.device, list | tuple) or len(self.device) < 2:
+            return adapter
+        return _replicas(adapter, self._devices())
 
     def _progress(self, total: int, desc: str):
         if not self.verbose:
@@ -522,7 +627,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         with self._progress(X.shape[0], desc) as bar:
             return gather_statistics(
-                self._adapter(),
+                self._adapters(),
                 X,
                 stages=[(stage, n_draws, "hard") for stage, n_draws in stages],
                 sigma=self.sigma,

@@ -239,3 +239,109 @@ def test_smoothed_classifier_n_jobs_identical(linear3):
     parallel = SmoothedClassifier(linear3, n_jobs=2, **params).fit(X, y)
     assert parallel.certify(X) == serial.certify(X)
     np.testing.assert_array_equal(parallel.predict(X), serial.predict(X))
+
+
+# ----------------------------------------------------------------------
+# Several devices: one worker thread per adapter, identical to one device
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize("chunk_size", [None, 1, 4])
+def test_device_list_identical_to_one_device(conv_adapter, images, chunk_size):
+    """Two CPU "devices" (the adapter and its deep copy) give the serial result."""
+    from smoothlearn.models import _replicas
+
+    adapters = _replicas(conv_adapter, ["cpu", "cpu"])
+    assert adapters[0] is conv_adapter and adapters[1].module is not conv_adapter.module
+    for a, b in zip(
+        conv_adapter.module.state_dict().values(),
+        adapters[1].module.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    stats = gather_statistics(
+        adapters, images, stages=STAGES, sigma=0.5, seed=3, chunk_size=chunk_size
+    )
+    _assert_same(stats, _serial(conv_adapter, images, STAGES))
+
+
+def test_device_list_uses_every_device_and_ignores_the_backend(images):
+    """Every adapter takes chunks, each in one thread at a time, even under a
+    process-based parallel_config (the devices' models stay in this process)."""
+    import threading
+
+    from smoothlearn.models import _replicas
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.linear = torch.nn.Linear(9, 4)
+            self.busy = threading.Lock()
+            self.calls = 0
+
+        def forward(self, x):
+            assert self.busy.acquire(blocking=False), "a device shared by two chunks"
+            try:
+                self.calls += 1
+                return self.linear(x.flatten(1))
+            finally:
+                self.busy.release()
+
+        def __deepcopy__(self, memo):
+            copy = Counting()
+            copy.linear.load_state_dict(self.linear.state_dict())
+            return copy
+
+    adapter = _TorchAdapter(Counting(), 4)
+    adapters = _replicas(adapter, ["cpu", "cpu", "cpu"])
+    X = np.random.default_rng(0).normal(size=(60, 1, 3, 3)).astype(np.float32)
+    with parallel_config(backend="loky", n_jobs=2):
+        stats = gather_statistics(
+            adapters, X, stages=STAGES, sigma=0.5, seed=3, chunk_size=1
+        )
+    plain = torch.nn.Sequential(torch.nn.Flatten(), adapter.module.linear)
+    _assert_same(stats, _serial(_TorchAdapter(plain, 4), X, STAGES))
+    assert all(a.module.calls > 0 for a in adapters)
+
+
+def test_device_list_resolves_auto_layout_once(images, monkeypatch):
+    from smoothlearn import models
+
+    calls = []
+
+    def probe(self, batch, total_rows):
+        calls.append((self.module, total_rows))
+        return "channels_last"
+
+    monkeypatch.setattr(models._TorchAdapter, "_probe_memory_format", probe)
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 2), torch.nn.Flatten(), torch.nn.Linear(8, 4)
+    )
+    adapter = _TorchAdapter(module, 4, memory_format="auto")
+    adapters = models._replicas(adapter, ["cpu", "cpu"])
+    X = np.random.default_rng(0).normal(size=(8, 3, 3, 3)).astype(np.float32)
+    stats = gather_statistics(adapters, X, stages=STAGES, sigma=0.5, seed=3)
+    assert calls == [(module, 8 * 740)]
+    assert [a.memory_format for a in adapters] == ["channels_last"] * 2
+    reference = _TorchAdapter(module, 4, memory_format="channels_last")
+    _assert_same(stats, _serial(reference, X, STAGES))
+
+
+def test_device_list_bad_arguments(conv_adapter, images):
+    from smoothlearn.models import _replicas
+
+    with pytest.raises(ValueError, match=r"'n_jobs'.*None or 2"):
+        gather_statistics(
+            [conv_adapter, conv_adapter],
+            images,
+            stages=STAGES,
+            sigma=0.5,
+            seed=0,
+            n_jobs=3,
+        )
+    with pytest.raises(ValueError, match="'adapter'"):
+        gather_statistics([], images, stages=STAGES, sigma=0.5, seed=0)
+    with pytest.raises(ValueError, match=r"'device'.*one type"):
+        _replicas(conv_adapter, ["cpu", "meta"])
+    sk = _SklearnAdapter(None, np.arange(2))
+    assert _replicas(sk, ["cpu", "cpu"]) == [sk, sk]  # stateless predict, shared

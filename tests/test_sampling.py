@@ -269,3 +269,223 @@ def test_class_index_out_of_range_is_an_error(rng):
 
     with pytest.raises(ValueError, match="outside"):
         sample_statistics(Bad(), _images(rng, 1), 10, 0.5, stage=0, seed=0)
+
+
+def test_inputs_uploaded_in_windows_give_the_same_counts(conv_adapter, rng):
+    """Many inputs, few draws: the clean inputs reach the device in several
+    windows (6 inputs per window at batch_size 5), and each input keeps its
+    counts, as when it is sampled alone."""
+    X = _images(rng, 40)
+    small, _ = sample_statistics(conv_adapter, X, 3, 0.5, stage=1, seed=4, batch_size=5)
+    large, _ = sample_statistics(conv_adapter, X, 3, 0.5, stage=1, seed=4)
+    np.testing.assert_array_equal(small, large)
+    for i in (0, 17, 39):
+        alone, _ = sample_statistics(conv_adapter, X[[i]], 3, 0.5, stage=1, seed=4)
+        np.testing.assert_array_equal(alone[0], small[i])
+
+
+def test_class_indices_of_a_wrong_shape_are_an_error(rng):
+    class Bad(_BaseAdapter):
+        n_classes = 2
+
+        def predict_classes(self, batch):
+            return torch.zeros((batch.shape[0], 2), dtype=torch.int64)
+
+    with pytest.raises(ValueError, match="class indices of shape"):
+        sample_statistics(Bad(), _images(rng, 1), 10, 0.5, stage=0, seed=0)
+
+
+# ---------------------------------------------------------------------------
+# Memory layout and reduced precision (the adapter runs the model; the noise
+# is the engine's and must not change)
+# ---------------------------------------------------------------------------
+class _Recording(torch.nn.Module):
+    """A small CNN that records its input's values, layout and autocast state."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.head = torch.nn.Linear(4, 5)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(
+            (
+                x.clone(),
+                x.is_contiguous(memory_format=torch.channels_last),
+                x.is_contiguous(),
+                torch.is_autocast_enabled("cpu"),
+                torch.get_autocast_dtype("cpu"),
+            )
+        )
+        return self.logits(x)
+
+    @torch.inference_mode()
+    def logits(self, x):
+        return self.head(torch.relu(self.conv(x)).amax(dim=(2, 3)))
+
+
+def _rgb(rng, n=4):
+    return rng.random((n, 3, 6, 6), dtype=np.float32)
+
+
+def test_channels_last_changes_the_layout_not_the_noise(rng):
+    """The module sees channels_last batches with the very same values, and
+    the counts are identical: on this CNN the two layouts give bit-identical
+    logits on CPU (checked on the batches themselves)."""
+    X = _rgb(rng)
+    runs = {}
+    for layout in ("contiguous", "channels_last"):
+        module = _Recording()
+        adapter = _TorchAdapter(module, 5, memory_format=layout)
+        counts, _ = sample_statistics(
+            adapter, X, 300, 0.5, stage=1, seed=9, batch_size=128
+        )
+        runs[layout] = (counts, module)
+    (c_counts, c_module), (l_counts, l_module) = runs.values()
+    assert all(not cl and contiguous for _, cl, contiguous, *_ in c_module.seen)
+    assert all(cl and not contiguous for _, cl, contiguous, *_ in l_module.seen)
+    for (a, *_), (b, *_) in zip(c_module.seen, l_module.seen, strict=True):
+        assert torch.equal(a, b)
+        last = b.contiguous(memory_format=torch.channels_last)
+        assert torch.equal(c_module.logits(a), c_module.logits(last))  # premise
+    np.testing.assert_array_equal(c_counts, l_counts)
+
+
+def test_channels_last_leaves_other_ranks_alone(conv_adapter, rng):
+    X = rng.normal(size=(3, 9)).astype(np.float32)
+    module = torch.nn.Linear(9, 4)
+    plain, _ = sample_statistics(_TorchAdapter(module, 4), X, 200, 0.5, stage=1, seed=0)
+    cl = _TorchAdapter(module, 4, memory_format="channels_last")
+    again, _ = sample_statistics(cl, X, 200, 0.5, stage=1, seed=0)
+    np.testing.assert_array_equal(plain, again)
+
+
+def test_auto_layout_is_probed_once_per_module_and_shape(rng, monkeypatch):
+    """ "auto" is resolved before the first batch by the probe, whose choice is
+    kept for the module and input shape; the probe's noise is never counted."""
+    from smoothlearn import models
+
+    calls = []
+    real = models._TorchAdapter._probe_memory_format
+
+    def probe(self, batch, total_rows):
+        calls.append((*batch.shape, total_rows))
+        assert real(self, batch, total_rows) in ("contiguous", "channels_last")
+        return "channels_last"
+
+    monkeypatch.setattr(models._TorchAdapter, "_probe_memory_format", probe)
+    X = _rgb(rng)
+    module = _Recording()
+    adapter = _TorchAdapter(module, 5, memory_format="auto")
+    counts, _ = sample_statistics(adapter, X, 300, 0.5, stage=1, seed=9, batch_size=128)
+    assert calls == [(128, 3, 6, 6, 1200)]
+    assert adapter.memory_format == "channels_last"
+    assert module.seen[-1][1]  # the counted batches were channels_last
+    # a new adapter of the same module: no new probe, same layout
+    again = _TorchAdapter(module, 5, memory_format="auto")
+    counts2, _ = sample_statistics(again, X, 300, 0.5, stage=1, seed=9)
+    assert len(calls) == 1 and again.memory_format == "channels_last"
+    explicit = _TorchAdapter(_Recording(), 5, memory_format="channels_last")
+    reference, _ = sample_statistics(explicit, X, 300, 0.5, stage=1, seed=9)
+    np.testing.assert_array_equal(counts, reference)
+    np.testing.assert_array_equal(counts2, reference)
+    # another input shape is probed again; a non-image input is never probed
+    other = _TorchAdapter(module, 5, memory_format="auto")
+    sample_statistics(other, _rgb(rng)[:, :, :5, :5], 10, 0.5, stage=1, seed=9)
+    assert calls[-1] == (40, 3, 5, 5, 40)
+    flat = _TorchAdapter(torch.nn.Linear(4, 2), 2, memory_format="auto")
+    sample_statistics(flat, X[:, 0, 0, :4].copy(), 10, 0.5, stage=1, seed=0)
+    assert len(calls) == 2 and flat.memory_format == "contiguous"
+
+
+def test_the_real_probe_chooses_a_layout(rng):
+    module = _Recording()
+    adapter = _TorchAdapter(module, 5, memory_format="auto")
+    batch = torch.from_numpy(_rgb(rng, 64))
+    with torch.inference_mode(), adapter.evaluating():
+        chosen = adapter.choose_memory_format(batch)
+    assert chosen in ("contiguous", "channels_last")
+    assert adapter.memory_format == chosen
+    # 4 rows: a warm-up in each layout and a pass that sizes the probe; then
+    # at its size (here the whole batch of this cheap model) a warm-up in
+    # each layout and 3 interleaved rounds
+    layouts = [cl for _, cl, *_ in module.seen]
+    rows = [x.shape[0] for x, *_ in module.seen]
+    assert layouts == [False, True, False] + [False, True] * 4
+    assert rows == [4] * 3 + [64] * 8
+
+
+def test_a_module_that_fails_in_channels_last_keeps_the_default_layout(rng):
+    class Viewing(torch.nn.Module):
+        def forward(self, x):
+            return x.view(x.shape[0], -1)[:, :5]  # needs the default strides
+
+    adapter = _TorchAdapter(Viewing(), 5, memory_format="auto")
+    counts, _ = sample_statistics(adapter, _rgb(rng), 50, 0.5, stage=1, seed=0)
+    assert adapter.memory_format == "contiguous" and counts.sum() == 200
+    with pytest.raises(RuntimeError, match="view"):
+        sample_statistics(
+            _TorchAdapter(Viewing(), 5, memory_format="channels_last"),
+            _rgb(rng),
+            50,
+            0.5,
+            stage=1,
+            seed=0,
+        )
+
+
+def test_bfloat16_runs_the_model_under_autocast(rng):
+    """precision="bfloat16": the forward pass runs under CPU autocast, the
+    batches (noise included) stay float32 and identical, and the counts are
+    those of the module run under autocast by hand."""
+    X = _rgb(rng)
+    module = _Recording()
+    adapter = _TorchAdapter(module, 5, precision="bfloat16")
+    counts, _ = sample_statistics(adapter, X, 400, 0.5, stage=1, seed=2, batch_size=100)
+    assert all(on and dtype == torch.bfloat16 for *_, on, dtype in module.seen)
+    assert all(x.dtype == torch.float32 for x, *_ in module.seen)
+
+    class ByHand(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = _Recording()
+
+        def forward(self, x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.inner(x).float()
+
+    by_hand = ByHand()
+    expected, _ = sample_statistics(
+        _TorchAdapter(by_hand, 5), X, 400, 0.5, stage=1, seed=2, batch_size=100
+    )
+    np.testing.assert_array_equal(counts, expected)
+    for (a, *_), (b, *_) in zip(module.seen, by_hand.inner.seen, strict=True):
+        assert torch.equal(a, b)
+    # the scores come back in the model's dtype, with bfloat16 values
+    with torch.inference_mode():
+        scores = adapter.predict_scores(torch.from_numpy(X))
+    assert scores.dtype == torch.float32
+    assert torch.equal(scores, scores.bfloat16().float())
+
+
+def test_float16_autocast_runs_on_cpu(rng):
+    """torch 2.13 runs float16 autocast on CPU (the option is not refused)."""
+    module = _Recording()
+    adapter = _TorchAdapter(module, 5, precision="float16")
+    counts, _ = sample_statistics(adapter, _rgb(rng, 2), 50, 0.5, stage=1, seed=0)
+    assert counts.sum() == 100
+    assert all(on and dtype == torch.float16 for *_, on, dtype in module.seen)
+
+
+def test_unsupported_precision_is_a_clear_error(monkeypatch):
+    with pytest.raises(ValueError, match=r"'precision'.*float32 model"):
+        _TorchAdapter(torch.nn.Linear(2, 2).double(), 2, precision="bfloat16")
+    with pytest.raises(ValueError, match="'precision'"):
+        _TorchAdapter(torch.nn.Linear(2, 2), 2, precision="float8")
+    with pytest.raises(ValueError, match="'memory_format'"):
+        _TorchAdapter(torch.nn.Linear(2, 2), 2, memory_format="nhwc")
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: False)
+    with pytest.raises(ValueError, match=r"'precision'.*not available on the 'cpu'"):
+        _TorchAdapter(torch.nn.Linear(2, 2), 2, precision="bfloat16")

@@ -530,3 +530,135 @@ def test_certificates_are_sound(thresholds, interval, radius):
     assert too_many(int(_bound_failures(loose, u_x, thresholds, sigma).sum()))
     if len(thresholds) == 1:
         assert too_many(int(_failures(loose, u_x, thresholds, sigma).sum()))
+
+
+# ---------------------------------------------------------------------------
+# Memory layout, reduced precision and device lists
+# ---------------------------------------------------------------------------
+def _small_cnn():
+    """A CNN on 3x6x6 images whose logits are bit-identical in both layouts
+    on CPU (checked in test_sampling on its batches)."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 4 * 4, 3),
+    )
+
+
+def _images3(n=6):
+    X = np.random.default_rng(0).random((n, 3, 6, 6), dtype=np.float32)
+    return X, np.arange(n) % 3
+
+
+def _certify_and_predict(clf, X):
+    return clf.certify(X), clf.predict(X), clf.predict_proba(X)
+
+
+def _assert_same_outputs(a, b):
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(memory_format="channels_last"),
+        dict(memory_format="auto"),
+        dict(device=["cpu", "cpu"]),
+        dict(device=("cpu", torch.device("cpu")), n_jobs=2),
+        dict(device=["cpu", "cpu", "cpu"], memory_format="channels_last"),
+    ],
+)
+def test_layout_and_device_list_give_identical_results(params):
+    X, y = _images3()
+    model = _small_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    base = dict(sigma=0.5, n0=30, n=400, random_state=0, batch_size=97)
+    reference = SmoothedClassifier(model, memory_format="contiguous", **base)
+    expected = _certify_and_predict(reference.fit(X, y), X)
+    clf = SmoothedClassifier(model, **base, **params).fit(X, y)
+    _assert_same_outputs(_certify_and_predict(clf, X), expected)
+    # the user's module is untouched: values, layout, training flag
+    assert model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]) and value.is_contiguous()
+
+
+def test_device_list_with_a_frozen_skorch_net(tiny_net, blobs3):
+    X, y = blobs3
+    torch.manual_seed(0)
+    net = tiny_net(max_epochs=2).fit(X, y)
+    base = dict(n0=20, n=300, random_state=0, batch_size=64)
+    one = SmoothedClassifier(FrozenEstimator(net), **base).fit(X, y)
+    two = SmoothedClassifier(FrozenEstimator(net), device=["cpu", "cpu"], **base)
+    two.fit(X, y)
+    _assert_same_outputs(_certify_and_predict(two, X), _certify_and_predict(one, X))
+
+
+def test_device_list_with_a_scikit_learn_model():
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    y = (X[:, 0] > 0).astype(int)
+    one = _lr_clf().fit(X, y)
+    two = _lr_clf(device=["cpu", "cpu"]).fit(X, y)
+    _assert_same_outputs(_certify_and_predict(two, X), _certify_and_predict(one, X))
+
+
+def test_bfloat16_is_the_classifier_that_ran():
+    """precision="bfloat16" certifies the module run under CPU autocast: the
+    same result as a float32 SmoothedClassifier around that autocast module."""
+
+    class Autocast(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.inner(x).float()
+
+    X, y = _images3()
+    model = _small_cnn()
+    base = dict(sigma=0.5, n0=30, n=400, random_state=0)
+    clf = SmoothedClassifier(model, precision="bfloat16", **base).fit(X, y)
+    by_hand = SmoothedClassifier(Autocast(model), **base).fit(X, y)
+    _assert_same_outputs(_certify_and_predict(clf, X), _certify_and_predict(by_hand, X))
+    soft = dict(smoothing="soft", **base)
+    assert SmoothedClassifier(model, precision="bfloat16", **soft).fit(X, y).certify(
+        X
+    ) == SmoothedClassifier(Autocast(model), **soft).fit(X, y).certify(X)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(device=[]), "'device' parameter of SmoothedClassifier"),
+        (dict(device=["cpu", 3]), "'device' parameter of SmoothedClassifier"),
+        (dict(device=["cpu", "gpu:x"]), "'device' parameter of SmoothedClassifier"),
+        (dict(device=[["cpu"]]), "'device' parameter of SmoothedClassifier"),
+        (dict(device=["cpu", "meta"]), r"'device' parameter.*one type"),
+        (dict(device=["cpu", "cpu"], n_jobs=3), r"'n_jobs' parameter.*None or 2"),
+        (dict(device=["cpu", "cpu"], n_jobs=-1), "'n_jobs' parameter"),
+        (dict(memory_format="nhwc"), "'memory_format' parameter"),
+        (dict(precision="float64"), "'precision' parameter"),
+    ],
+)
+def test_bad_device_layout_precision_name_the_parameter(linear3, blobs3, params, match):
+    X, y = blobs3
+    with pytest.raises(ValueError, match=match):
+        SmoothedClassifier(linear3, **params).fit(X, y)
+
+
+def test_layout_and_precision_are_for_torch_models(linear3, blobs3):
+    X, y = blobs3
+    for params in (dict(precision="bfloat16"), dict(memory_format="channels_last")):
+        with pytest.raises(ValueError, match="applies to torch models"):
+            _lr_clf(**params).fit(X, y)
+    with pytest.raises(ValueError, match="'device'"):
+        _lr_clf(device=["cpu", "meta"]).fit(X, y)
+    with pytest.raises(ValueError, match=r"'precision'.*float32 model"):
+        SmoothedClassifier(linear3.double(), precision="float16", n=50).fit(
+            X.astype(np.float64), y
+        ).certify(X[:1])

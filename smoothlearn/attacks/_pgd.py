@@ -75,7 +75,13 @@ def _check_smoothed(clf, who: str):
             f"Got {type(clf).__name__} instead."
         )
     check_is_fitted(clf)
-    adapter = make_adapter(clf.estimator_, clf.classes_, device=clf.device)
+    adapter = make_adapter(
+        clf.estimator_,
+        clf.classes_,
+        device=clf.device,
+        memory_format=clf.memory_format,
+        precision=clf.precision,
+    )
     if not adapter.differentiable:
         raise ValueError(
             f"{who} needs gradients of the base model: the 'clf' parameter must "
