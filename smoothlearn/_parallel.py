@@ -1,8 +1,9 @@
 """Certification over many workers, with checkpoints: :func:`gather_statistics`.
 
-Certification is embarrassingly parallel over inputs.  :func:`gather_statistics`
-splits ``X`` into chunks of consecutive inputs, computes each chunk's
-statistics with :func:`~smoothlearn.sampling.sample_statistics` (whose noise
+Certification is embarrassingly parallel over inputs.  :func:`gather_fields`
+(and its wrapper :func:`gather_statistics`) splits ``X`` into chunks of
+consecutive inputs, computes each chunk's statistic with
+:func:`~smoothlearn.sampling.accumulate` (whose noise
 is keyed by each input's values, so every input keeps its own noise stream
 wherever it lands) and runs the chunks through scikit-learn's
 :class:`~sklearn.utils.parallel.Parallel`.  The result is therefore identical
@@ -13,6 +14,18 @@ Given a list of adapters (one per device, see
 :func:`smoothlearn.models._replicas`), one worker thread runs per adapter and
 each chunk takes whichever adapter is free, so several GPUs of one machine
 share the work; the result is again that of a serial run.
+
+The engine serves every kind of statistic through one protocol,
+:class:`~smoothlearn.sampling.Statistic`: hard counts
+(:class:`~smoothlearn.sampling.HardCounts`), sums and sums of squares of a
+score (:class:`~smoothlearn.sampling.ScoreSums`), and soft smoothing's
+selection, estimation and predict statistics (:mod:`smoothlearn.soft`).  A
+statistic declares its per-input ``fields`` (arrays of shape
+``(n_inputs, ...)``), the chunks' fields are concatenated along the input
+axis, and the checkpoint stores every field with the statistic's ``key``.
+To plug in a new one (e.g. per-input betting states), write a class with
+``output``, ``key``, ``fields(n_classes)`` and ``update(acc, output, owner,
+index)`` and pass it as the third element of a stage.
 
 With ``checkpoint=path``, the statistics of every finished chunk are written
 atomically to ``path`` as they arrive (see :mod:`smoothlearn._checkpoint`); the

@@ -219,8 +219,9 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         base model's settings.
     n_jobs : int, default=None
         Number of joblib workers over which :meth:`certify`, :meth:`predict`
-        and :meth:`predict_proba` split the inputs (hard smoothing; soft
-        smoothing runs in the calling process).  None means 1 unless
+        and :meth:`predict_proba` split the inputs (hard and soft smoothing,
+        and the rounds of sequential certification: one engine serves
+        them all).  None means 1 unless
         inside a :func:`joblib.parallel_config` context, -1 all processors;
         under ``joblib.parallel_config(backend="dask")`` the chunks run on
         the Dask cluster.  The noise of an input depends on the seed and the
@@ -716,7 +717,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         probability at most ``alpha`` (total) of differing from
         :math:`g(x)` (conservative, as the intervals are).  With one class
         there is nothing to separate and the class is returned.  Soft
-        prediction runs in the calling process (``n_jobs`` is not used).
+        prediction runs over ``n_jobs`` workers like hard prediction.
 
         Examples
         --------
@@ -810,13 +811,19 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_inputs, \\*input_shape)
         checkpoint : str or path-like, default=None
-            File (``.npz``) where the counts of finished inputs are written
-            atomically as the run goes (hard smoothing).  If it exists, the
-            run resumes from it and redoes no finished input; a checkpoint
+            File (``.npz``) where the statistics of finished inputs are
+            written atomically as the run goes.  If it exists, the run
+            resumes from it and redoes no finished input; a checkpoint
             written with another model, ``X``, ``sigma``, ``n0``, ``n`` or
-            seed is refused with a ``ValueError`` naming what differs.
-            ``alpha``, ``interval`` and ``radius`` act after sampling and may
-            change between runs.  The file is kept: the same call again
+            seed is refused with a ``ValueError`` naming what differs.  With
+            hard smoothing ``alpha``, ``interval`` and ``radius`` act after
+            sampling and may change between runs.  With soft smoothing the
+            selection stage (every candidate's sums) is stored first; the
+            estimation stage records a hash of the (map, t) chosen from it,
+            which a resumed run recomputes from the stored selection sums, so
+            a change that alters the choice (``alpha``, ``interval``,
+            ``radius``, ``lipschitz``...) is refused once estimation draws
+            are stored.  The file is kept: the same call again
             returns the stored result without a forward pass.  With
             ``random_state=None`` a resumed run continues the stored seed.
 
