@@ -224,6 +224,19 @@ def fingerprint_model(adapter) -> str | None:
 # --------------------------------------------------------------------------
 # The checkpoint of a certification run
 # --------------------------------------------------------------------------
+def _stage_fields(spec: dict, n_classes: int) -> dict[str, tuple[tuple, np.dtype]]:
+    """The fields of a stage's specification: name -> (trailing shape, dtype)."""
+    fields = spec.get("fields")
+    if fields is None:  # the counts (and sums of squares) of version-1 stages
+        dtype = np.dtype(np.int64 if spec["hard"] else np.float64)
+        names = ["sums"] if spec["hard"] else ["sums", "sums_sq"]
+        return {name: ((int(n_classes),), dtype) for name in names}
+    return {
+        name: (tuple(int(d) for d in tail), np.dtype(dtype))
+        for name, (tail, dtype) in fields.items()
+    }
+
+
 def _describe(stage: int) -> str:
     return f"stage {stage} ({_STAGE_NAMES.get(stage, 'custom')})"
 
@@ -232,10 +245,13 @@ class _Checkpoint:
     """Per-chunk statistics of one run, mirrored to a ``.npz`` file.
 
     The file holds a JSON ``meta`` record (format, fingerprint, chunk
-    boundaries, per-stage specification) and, per stage ``s``, the arrays
-    ``sums_s`` (and ``sums_sq_s`` for soft scores) of shape
-    ``(n_inputs, n_classes)`` and the boolean ``done_s`` of shape
-    ``(n_chunks,)``.  Rows of chunks not done are zero and never read.
+    boundaries, per-stage specification: draws, the statistic's key and its
+    fields) and, per stage ``s``, one array ``<field>_s`` of shape
+    ``(n_inputs, *shape)`` per field of the stage's statistic (see
+    :class:`smoothlearn.sampling.Statistic`; e.g. ``sums_s`` for hard counts,
+    ``sums_s`` and ``sums_sq_s`` for soft scores) and the boolean ``done_s``
+    of shape ``(n_chunks,)``.  Rows of chunks not done are zero and never
+    read.
 
     Use :meth:`open`, then :meth:`pending`, :meth:`record` after every chunk,
     and :meth:`statistics` at the end.
@@ -269,7 +285,9 @@ class _Checkpoint:
             that determines the statistics; must contain ``"seed"``.
         stages : dict of int to dict
             Per stage: ``{"n_draws": int, "score": str or JSON value,
-            "hard": bool}``.
+            "hard": bool, "fields": {name: [shape, dtype str]}}`` (without
+            ``"fields"``: ``sums``, and ``sums_sq`` unless hard, of shape
+            ``(n_classes,)``).
         n_classes, n_inputs : int
         bounds : ndarray of shape (n_chunks + 1,)
             Chunk boundaries for a new checkpoint (an existing one keeps its
@@ -318,18 +336,15 @@ class _Checkpoint:
                 raise ValueError("inconsistent chunk boundaries")
             for key, spec in meta["stages"].items():
                 stage = int(key)
-                names = [f"sums_{stage}", f"done_{stage}"]
-                if not spec["hard"]:
-                    names.append(f"sums_sq_{stage}")
-                for name in names:
-                    arr = arrays[name]
-                    shape = (
-                        (len(bounds) - 1,)
-                        if name.startswith("done")
-                        else (n_inputs, n_classes)
-                    )
-                    if arr.shape != shape:
-                        raise ValueError(f"array {name!r} has shape {arr.shape}")
+                arr = arrays[f"done_{stage}"]
+                if arr.shape != (len(bounds) - 1,):
+                    raise ValueError(f"array 'done_{stage}' has shape {arr.shape}")
+                for name, (tail, _) in _stage_fields(spec, n_classes).items():
+                    arr = arrays[f"{name}_{stage}"]
+                    if arr.shape != (n_inputs, *tail):
+                        raise ValueError(
+                            f"array '{name}_{stage}' has shape {arr.shape}"
+                        )
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(
                 f"The checkpoint file {path!r} is not a valid smoothlearn checkpoint "
@@ -371,10 +386,8 @@ class _Checkpoint:
                     )
                 continue
             self.meta["stages"][key] = dict(spec)
-            dtype = np.int64 if spec["hard"] else np.float64
-            self.arrays[f"sums_{stage}"] = np.zeros(shape, dtype=dtype)
-            if not spec["hard"]:
-                self.arrays[f"sums_sq_{stage}"] = np.zeros(shape, dtype=dtype)
+            for name, (tail, dtype) in _stage_fields(spec, shape[1]).items():
+                self.arrays[f"{name}_{stage}"] = np.zeros((shape[0], *tail), dtype)
             self.arrays[f"done_{stage}"] = np.zeros(n_chunks, dtype=bool)
 
     # ------------------------------------------------------------------
@@ -392,21 +405,22 @@ class _Checkpoint:
         """Which chunks have their ``stage`` statistics stored."""
         return self.arrays[f"done_{stage}"]
 
-    def record(self, chunk: int, stats: dict[int, tuple[NDArray, NDArray]]) -> None:
-        """Store the statistics of one chunk and rewrite the file atomically."""
+    def record(self, chunk: int, stats: dict[int, dict[str, NDArray]]) -> None:
+        """Store the fields of one chunk's stages and rewrite the file atomically."""
         start, stop = self.meta["bounds"][chunk], self.meta["bounds"][chunk + 1]
-        for stage, (sums, sums_sq) in stats.items():
-            self.arrays[f"sums_{stage}"][start:stop] = sums
-            if f"sums_sq_{stage}" in self.arrays:
-                self.arrays[f"sums_sq_{stage}"][start:stop] = sums_sq
+        for stage, fields in stats.items():
+            for name, value in fields.items():
+                self.arrays[f"{name}_{stage}"][start:stop] = value
             self.arrays[f"done_{stage}"][chunk] = True
         self._write()
 
-    def statistics(self, stage: int) -> tuple[NDArray, NDArray]:
-        """``(sums, sums_sq)`` of ``stage`` over all inputs (all chunks done)."""
-        sums = self.arrays[f"sums_{stage}"].copy()
-        sq = self.arrays.get(f"sums_sq_{stage}")
-        return sums, (sums.copy() if sq is None else sq.copy())
+    def statistics(self, stage: int) -> dict[str, NDArray]:
+        """Every field of ``stage`` over all inputs (copies)."""
+        spec = self.meta["stages"][str(int(stage))]
+        return {
+            name: self.arrays[f"{name}_{stage}"].copy()
+            for name in _stage_fields(spec, self.meta["n_classes"])
+        }
 
     def _write(self) -> None:
         arrays = dict(self.arrays)

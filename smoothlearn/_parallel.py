@@ -1,8 +1,9 @@
 """Certification over many workers, with checkpoints: :func:`gather_statistics`.
 
-Certification is embarrassingly parallel over inputs.  :func:`gather_statistics`
-splits ``X`` into chunks of consecutive inputs, computes each chunk's
-statistics with :func:`~smoothlearn.sampling.sample_statistics` (whose noise
+Certification is embarrassingly parallel over inputs.  :func:`gather_fields`
+(and its wrapper :func:`gather_statistics`) splits ``X`` into chunks of
+consecutive inputs, computes each chunk's statistic with
+:func:`~smoothlearn.sampling.accumulate` (whose noise
 is keyed by each input's values, so every input keeps its own noise stream
 wherever it lands) and runs the chunks through scikit-learn's
 :class:`~sklearn.utils.parallel.Parallel`.  The result is therefore identical
@@ -13,6 +14,18 @@ Given a list of adapters (one per device, see
 :func:`smoothlearn.models._replicas`), one worker thread runs per adapter and
 each chunk takes whichever adapter is free, so several GPUs of one machine
 share the work; the result is again that of a serial run.
+
+The engine serves every kind of statistic through one protocol,
+:class:`~smoothlearn.sampling.Statistic`: hard counts
+(:class:`~smoothlearn.sampling.HardCounts`), sums and sums of squares of a
+score (:class:`~smoothlearn.sampling.ScoreSums`), and soft smoothing's
+selection, estimation and predict statistics (:mod:`smoothlearn.soft`).  A
+statistic declares its per-input ``fields`` (arrays of shape
+``(n_inputs, ...)``), the chunks' fields are concatenated along the input
+axis, and the checkpoint stores every field with the statistic's ``key``.
+To plug in a new one (e.g. per-input betting states), write a class with
+``output``, ``key``, ``fields(n_classes)`` and ``update(acc, output, owner,
+index)`` and pass it as the third element of a stage.
 
 With ``checkpoint=path``, the statistics of every finished chunk are written
 atomically to ``path`` as they arrive (see :mod:`smoothlearn._checkpoint`); the
@@ -34,9 +47,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._checkpoint import _Checkpoint, fingerprint_array, fingerprint_model
-from .sampling import _resolve_memory_format, sample_statistics
+from .sampling import (
+    HardCounts,
+    ScoreSums,
+    Statistic,
+    _as_statistic,
+    _resolve_memory_format,
+    accumulate,
+)
 
-__all__ = ["gather_statistics"]
+__all__ = ["gather_fields", "gather_statistics"]
 
 #: Upper bound on the noisy samples of one chunk when checkpointing: what a
 #: killed run can lose (about 1000 forward batches of 1024).
@@ -46,8 +66,8 @@ _CHECKPOINT_DRAWS = 2**20
 _CHUNKS_PER_WORKER = 4
 
 
-def _check_stages(stages, checkpoint) -> list[tuple[int, int, object, object]]:
-    """Normalise ``stages`` to ``(stage, n_draws, score, score_key)`` tuples."""
+def _check_stages(stages, checkpoint) -> list[tuple[int, int, Statistic]]:
+    """Normalise ``stages`` to ``(stage, n_draws, statistic)`` tuples."""
     if isinstance(stages, str | bytes) or not isinstance(stages, Sequence):
         raise ValueError(
             "The 'stages' parameter must be a list of (stage, n_draws, score) "
@@ -78,25 +98,30 @@ def _check_stages(stages, checkpoint) -> list[tuple[int, int, object, object]]:
             raise ValueError(
                 f"The 'n_draws' of each stage must be >= 1. Got {n_draws} instead."
             )
-        if isinstance(score, str):
-            if score != "hard":
-                raise ValueError(
-                    "The 'score' of each stage must be 'hard' or a callable. Got "
-                    f"{score!r} instead."
-                )
-            key = "hard"
-        elif not callable(score):
+        if isinstance(score, str) and score != "hard":
             raise ValueError(
-                "The 'score' of each stage must be 'hard' or a callable. Got "
-                f"{score!r} instead."
+                "The 'score' of each stage must be 'hard', a callable or a "
+                f"Statistic. Got {score!r} instead."
             )
-        elif checkpoint is not None and key is None:
+        if (
+            not isinstance(score, str)
+            and not callable(score)
+            and not (hasattr(score, "fields") and hasattr(score, "update"))
+        ):
+            raise ValueError(
+                "The 'score' of each stage must be 'hard', a callable or a "
+                f"Statistic. Got {score!r} instead."
+            )
+        statistic = _as_statistic(score)
+        if isinstance(statistic, ScoreSums) and statistic.key is None:
+            statistic = ScoreSums(statistic.score, key)
+        if checkpoint is not None and statistic.key is None:
             raise ValueError(
                 "A stage with a callable 'score' needs a 'score_key' (a JSON value "
                 "describing the score map, e.g. {'map': 'softmax', 'temperature': "
                 "0.5}) to be checkpointed: pass (stage, n_draws, score, score_key)."
             )
-        out.append((int(stage), int(n_draws), score, key))
+        out.append((int(stage), int(n_draws), statistic))
     return out
 
 
@@ -148,9 +173,9 @@ def _default_chunk_size(
 def _compute_chunk(
     adapter, X, start, stop, stages, sigma, seed, batch_size, progress, tag=None
 ):
-    """Statistics of inputs ``start:stop`` for every stage (runs in a worker).
+    """Fields of inputs ``start:stop`` for every stage (runs in a worker).
 
-    Returns the dict ``stage -> (sums, sums_sq)``, or ``(tag, dict)`` when a
+    Returns the dict ``stage -> {field: array}``, or ``(tag, dict)`` when a
     ``tag`` is given (the chunk index, which places the result).
     """
     if isinstance(adapter, _AdapterBox):
@@ -158,17 +183,17 @@ def _compute_chunk(
     # A private copy: a memory-mapped, read-only X would make torch warn.
     chunk = np.array(X[start:stop])
     out = {}
-    for i, (stage, n_draws, score, _) in enumerate(stages):
+    for i, (stage, n_draws, statistic) in enumerate(stages):
         last = i == len(stages) - 1
-        out[stage] = sample_statistics(
+        out[stage] = accumulate(
             adapter,
             chunk,
             n_draws,
             sigma,
+            statistic,
             stage=stage,
             seed=seed,
             batch_size=batch_size,
-            score=score,
             input_offset=start,
             progress=progress if last else None,
         )
@@ -194,7 +219,7 @@ class _DevicePool:
             self._free.put(adapter)
 
 
-def gather_statistics(
+def gather_fields(
     adapter,
     X: NDArray,
     *,
@@ -208,7 +233,7 @@ def gather_statistics(
     checkpoint_meta: dict | None = None,
     seed_from_checkpoint: bool = False,
     progress: Callable[[int], object] | None = None,
-) -> dict[int, tuple[NDArray, NDArray]]:
+) -> dict[int, dict[str, NDArray]]:
     r"""Monte-Carlo statistics of many inputs, in parallel and checkpointed.
 
     Parameters
@@ -226,9 +251,11 @@ def gather_statistics(
     stages : list of tuple
         ``(stage, n_draws, score)`` or ``(stage, n_draws, score, score_key)``
         per sampling stage (e.g. selection with ``n0`` draws, then estimation
-        with ``n`` draws); ``score`` is ``"hard"`` or a callable as in
-        :func:`~smoothlearn.sampling.sample_statistics`, and ``score_key`` a
-        JSON value describing a callable score (required with a checkpoint).
+        with ``n`` draws); ``score`` is ``"hard"``, a callable as in
+        :func:`~smoothlearn.sampling.sample_statistics` or a
+        :class:`~smoothlearn.sampling.Statistic`, and ``score_key`` a JSON
+        value describing a callable score (required with a checkpoint; a
+        Statistic carries its own ``key``).
     sigma : float
         Standard deviation of the noise, > 0.
     seed : int
@@ -269,9 +296,10 @@ def gather_statistics(
 
     Returns
     -------
-    statistics : dict of int to (sums, sums_sq)
-        Per stage, arrays of shape ``(n_inputs, n_classes)``: int64 counts
-        (``sums_sq`` a copy) for ``"hard"``, float64 sums otherwise.
+    fields : dict of int to dict of str to ndarray
+        Per stage, every field of its statistic, of shape
+        ``(n_inputs, *shape)``: ``{"sums": counts}`` for ``"hard"``,
+        ``{"sums": ..., "sums_sq": ...}`` for a callable score.
 
     Raises
     ------
@@ -296,14 +324,14 @@ def gather_statistics(
     --------
     >>> import numpy as np, torch
     >>> from smoothlearn.models import _TorchAdapter
-    >>> from smoothlearn._parallel import gather_statistics
+    >>> from smoothlearn._parallel import gather_fields
     >>> from smoothlearn.sampling import sample_statistics
     >>> adapter = _TorchAdapter(torch.nn.Linear(2, 3), 3)
     >>> X = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
-    >>> stats = gather_statistics(adapter, X, stages=[(0, 10, "hard"),
+    >>> stats = gather_fields(adapter, X, stages=[(0, 10, "hard"),
     ...     (1, 100, "hard")], sigma=0.5, seed=7, chunk_size=2)
     >>> serial, _ = sample_statistics(adapter, X, 100, 0.5, stage=1, seed=7)
-    >>> bool((stats[1][0] == serial).all())
+    >>> bool((stats[1]["sums"] == serial).all())
     True
     """
     from sklearn.utils.parallel import Parallel, delayed
@@ -338,7 +366,7 @@ def gather_statistics(
         raise ValueError("The 'X' parameter must have shape (n_inputs, ...).")
     n_inputs = int(X.shape[0])
     n_classes = int(adapter.n_classes)
-    draws_per_input = sum(n_draws for _, n_draws, _, _ in specs)
+    draws_per_input = sum(n_draws for _, n_draws, _ in specs)
 
     # The inputs' noise does not depend on the worker count, so neither do
     # the statistics; the count only shapes the chunks.
@@ -363,8 +391,16 @@ def gather_statistics(
             "meta": checkpoint_meta if checkpoint_meta is not None else {},
         }
         stage_specs = {
-            stage: {"n_draws": n_draws, "score": key, "hard": isinstance(score, str)}
-            for stage, n_draws, score, key in specs
+            stage: {
+                "n_draws": n_draws,
+                "score": statistic.key,
+                "hard": isinstance(statistic, HardCounts),
+                "fields": {
+                    name: [list(tail), np.dtype(dtype).str]
+                    for name, (tail, dtype) in statistic.fields(n_classes).items()
+                },
+            }
+            for stage, n_draws, statistic in specs
         }
         ckpt = _Checkpoint.open(
             checkpoint,
@@ -380,15 +416,15 @@ def gather_statistics(
         seed = ckpt.seed
 
     n_chunks = len(bounds) - 1
-    results: dict[int, tuple[NDArray, NDArray | None]] = {}
-    for stage, _, score, _ in specs:
+    results: dict[int, dict[str, NDArray]] = {}
+    for stage, _, statistic in specs:
         if ckpt is not None:
-            sums, sums_sq = ckpt.statistics(stage)
+            results[stage] = ckpt.statistics(stage)
         else:
-            dtype = np.int64 if isinstance(score, str) else np.float64
-            sums = np.zeros((n_inputs, n_classes), dtype=dtype)
-            sums_sq = sums.copy()
-        results[stage] = (sums, None if isinstance(score, str) else sums_sq)
+            results[stage] = {
+                name: np.zeros((n_inputs, *tail), dtype=dtype)
+                for name, (tail, dtype) in statistic.fields(n_classes).items()
+            }
 
     # The chunks still to compute, each with the stages it still needs.
     todo: list[tuple[int, list]] = []
@@ -404,10 +440,9 @@ def gather_statistics(
 
     def store(c: int, stats: dict) -> None:
         start, stop = bounds[c], bounds[c + 1]
-        for stage, (sums, sums_sq) in stats.items():
-            results[stage][0][start:stop] = sums
-            if results[stage][1] is not None:
-                results[stage][1][start:stop] = sums_sq
+        for stage, fields in stats.items():
+            for name, value in fields.items():
+                results[stage][name][start:stop] = value
         if ckpt is not None:
             ckpt.record(c, stats)
 
@@ -483,7 +518,34 @@ def gather_statistics(
                 if progress is not None:
                     progress(int(bounds[c + 1] - bounds[c]))
 
-    return {
-        stage: (sums, sums.copy() if sums_sq is None else sums_sq)
-        for stage, (sums, sums_sq) in results.items()
-    }
+    return results
+
+
+def gather_statistics(
+    adapter, X: NDArray, *, stages: Sequence[tuple], **kwargs
+) -> dict[int, tuple[NDArray, NDArray] | dict[str, NDArray]]:
+    """:func:`gather_fields`, with ``(sums, sums_sq)`` pairs for hard and score stages.
+
+    Parameters
+    ----------
+    adapter, X, stages, **kwargs
+        As in :func:`gather_fields`.
+
+    Returns
+    -------
+    statistics : dict of int to (sums, sums_sq) or dict
+        Per stage: for ``"hard"`` the int64 counts and a copy of them, for a
+        callable score the float64 sums and sums of squares, each of shape
+        ``(n_inputs, n_classes)``; for another
+        :class:`~smoothlearn.sampling.Statistic`, its dict of fields.
+    """
+    fields = gather_fields(adapter, X, stages=stages, **kwargs)
+    out = {}
+    for stage, f in fields.items():
+        if set(f) == {"sums"}:
+            out[stage] = (f["sums"], f["sums"].copy())
+        elif set(f) == {"sums", "sums_sq"}:
+            out[stage] = (f["sums"], f["sums_sq"])
+        else:
+            out[stage] = f
+    return out

@@ -68,7 +68,7 @@ from ._seeding import (  # noqa: F401  (re-exported: the stages and seeds)
 )
 from .models import _BaseAdapter
 
-__all__ = ["sample_statistics"]
+__all__ = ["HardCounts", "ScoreSums", "Statistic", "accumulate", "sample_statistics"]
 
 #: Draws per noise block. Part of the seeding scheme: changing it changes
 #: every result obtained with a given ``random_state``.
@@ -106,6 +106,123 @@ def _resolve_memory_format(
         noise = torch.empty_like(batch).normal_(generator=generator)
         batch.add_(noise.mul_(sigma))
         target.choose_memory_format(batch, total_rows)
+
+
+class Statistic:
+    r"""What the engine accumulates per input: the protocol of a statistic.
+
+    The Monte-Carlo engine (:func:`accumulate`, hence
+    :func:`~smoothlearn._parallel.gather_statistics` with its workers,
+    checkpoints and progress) draws the noisy copies of every input, runs
+    them through the adapter and hands each batch to a statistic, which adds
+    it to per-input accumulators.  A statistic is a small picklable object
+    with:
+
+    ``output`` : {"classes", "scores", "logits"}
+        What the adapter returns for a batch: class indices
+        (``predict_classes``, shape ``(B,)``, checked to lie in
+        ``range(n_classes)``), class scores (``predict_scores``) or logits
+        (``predict_logits``), both ``(B, K)``.
+    ``key`` : JSON value or None
+        Describes the statistic completely (with its per-input parameters,
+        e.g. a hash of them); a checkpoint stores it and refuses to mix
+        statistics with another key.  None: cannot be checkpointed.
+    ``fields(n_classes)`` : dict of str to (tuple, dtype)
+        The accumulators: per name, the shape of one input's array (the
+        trailing shape) and its numpy dtype.  The engine allocates
+        ``(n_inputs, *shape)`` zeros on the adapter's device per chunk of
+        inputs, concatenates chunks along the leading input axis and stores
+        every field in the checkpoint.
+    ``update(acc, output, owner, index)`` : None
+        Adds one batch: ``acc`` maps each field to its ``(n_chunk, *shape)``
+        device tensor, ``output`` is the adapter's output for the ``B`` noisy
+        rows, ``owner`` the int64 ``(B,)`` row of ``acc`` each noisy row
+        belongs to and ``index`` the same rows as global input positions
+        (positions in the ``X`` given to the engine), to look up per-input
+        parameters held by the statistic.
+
+    The engine calls ``update`` in draw order (rows of one input appear in
+    increasing draw index, batch after batch), so an accumulator updated with
+    ``index_add_`` is a sequential sum and does not depend on the batch
+    size, the chunking or the workers.  A statistic must only combine rows
+    of the same input, never rows of different inputs.  Subclass this class
+    (or duck-type it); :class:`HardCounts` and :class:`ScoreSums` are the
+    two basic ones, :mod:`smoothlearn.soft` holds the soft ones.
+    """
+
+    output = "scores"
+    key = None
+
+    def fields(self, n_classes: int) -> dict:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def update(self, acc, output, owner, index) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class HardCounts(Statistic):
+    """Counts of the predicted class: the field ``"sums"``, int64 ``(K,)``."""
+
+    output = "classes"
+    key = "hard"
+
+    def fields(self, n_classes: int) -> dict:
+        return {"sums": ((int(n_classes),), np.int64)}
+
+    def update(self, acc, output, owner, index) -> None:
+        sums = acc["sums"]
+        n_classes = sums.shape[1]
+        cell = owner * n_classes + output.clamp(0, n_classes - 1)
+        sums.view(-1).index_add_(0, cell, torch.ones_like(cell))
+
+
+class ScoreSums(Statistic):
+    """Sums and sums of squares (``"sums"``, ``"sums_sq"``) of a class-score map.
+
+    ``score`` maps the adapter's scores ``(B, K)`` to [0, 1]-valued class
+    scores ``(B, K)``; they are accumulated in float64.  ``key`` describes
+    the map for checkpoints.
+    """
+
+    output = "scores"
+
+    def __init__(self, score: Callable, key=None):
+        self.score = score
+        self.key = key
+
+    def fields(self, n_classes: int) -> dict:
+        shape = (int(n_classes),)
+        return {"sums": (shape, np.float64), "sums_sq": (shape, np.float64)}
+
+    def update(self, acc, output, owner, index) -> None:
+        sums = acc["sums"]
+        s = self.score(output).to(sums.device, torch.float64)
+        if s.shape != (owner.shape[0], sums.shape[1]):
+            raise ValueError(
+                f"The score map returned shape {tuple(s.shape)}; expected "
+                f"{(owner.shape[0], sums.shape[1])}."
+            )
+        sums.index_add_(0, owner, s)
+        acc["sums_sq"].index_add_(0, owner, s * s)
+
+
+def _as_statistic(score) -> Statistic:
+    """``"hard"``, a score callable or a :class:`Statistic` -> a Statistic."""
+    if isinstance(score, str):
+        if score != "hard":
+            raise ValueError(
+                "The 'score' parameter must be 'hard', a callable or a Statistic. "
+                f"Got {score!r}."
+            )
+        return HardCounts()
+    if hasattr(score, "fields") and hasattr(score, "update"):
+        return score
+    if callable(score):
+        return ScoreSums(score)
+    raise ValueError(
+        "The 'score' parameter must be 'hard', a callable or a Statistic. Got "
+        f"{score!r}."
+    )
 
 
 def sample_statistics(
@@ -148,12 +265,10 @@ def sample_statistics(
         ``"hard"``: the one-hot vector of the predicted class, so the sums are
         counts.  A callable maps the adapter's score tensor ``(B, K)`` to
         [0, 1]-valued class scores ``(B, K)``; sums are accumulated in float64.
-        A callable with a true ``per_input`` attribute is called as
-        ``score(scores, index)`` with ``index`` the int64 tensor ``(B,)`` of
-        each row's global input position (``input_offset`` + row of ``X``).
+        Any other statistic: use :func:`accumulate`.
     input_offset : int, default=0
-        Global position of ``X[0]``, passed to per-input score callables.  It
-        does not change the noise, which is keyed by each input's values.
+        Global position of ``X[0]`` (see :func:`accumulate`).  It does not
+        change the noise, which is keyed by each input's values.
     progress : callable, default=None
         Called with the number of inputs completed after each batch.
 
@@ -193,6 +308,69 @@ def sample_statistics(
     array([[100,   0],
            [  0, 100]])
     """
+    statistic = _as_statistic(score)
+    if not isinstance(statistic, HardCounts | ScoreSums):
+        raise ValueError(
+            "The 'score' parameter must be 'hard' or a callable. Got "
+            f"{score!r}; use accumulate() for other statistics."
+        )
+    out = accumulate(
+        adapter,
+        X,
+        n_draws,
+        sigma,
+        statistic,
+        stage=stage,
+        seed=seed,
+        batch_size=batch_size,
+        input_offset=input_offset,
+        progress=progress,
+    )
+    sums = out["sums"]
+    return sums, out.get("sums_sq", sums.copy())
+
+
+def accumulate(
+    adapter: _BaseAdapter,
+    X: NDArray,
+    n_draws: int,
+    sigma: float,
+    statistic: Statistic,
+    *,
+    stage: int,
+    seed: int,
+    batch_size: int = 1024,
+    input_offset: int = 0,
+    progress: Callable[[int], object] | None = None,
+) -> dict[str, NDArray]:
+    r"""Accumulate a :class:`Statistic` over ``n_draws`` noisy copies of each input.
+
+    The engine behind :func:`sample_statistics`, with the same noise,
+    batching and determinism, for any statistic.
+
+    Parameters
+    ----------
+    adapter : _BaseAdapter
+        The base model.
+    X : ndarray of shape (n_inputs, \*input_shape)
+        The inputs, finite.
+    n_draws : int
+        Number of noisy draws per input, >= 1.
+    sigma : float
+        Standard deviation of the noise, > 0.
+    statistic : Statistic
+        What to accumulate (see :class:`Statistic`).
+    stage, seed, batch_size, progress
+        As in :func:`sample_statistics`.
+    input_offset : int, default=0
+        Global position of ``X[0]``: ``update`` receives ``index = owner +
+        input_offset`` to look up per-input parameters.
+
+    Returns
+    -------
+    fields : dict of str to ndarray
+        Every field of ``statistic.fields``, of shape ``(n_inputs, *shape)``.
+    """
     n_draws = int(n_draws)
     if n_draws < 1:
         raise ValueError(f"The 'n_draws' parameter must be >= 1. Got {n_draws}.")
@@ -201,10 +379,11 @@ def sample_statistics(
         raise ValueError(
             f"The 'batch_size' parameter must be >= 1. Got {batch_size} instead."
         )
-    hard = isinstance(score, str)
-    if hard and score != "hard":
+    output = statistic.output
+    if output not in ("classes", "scores", "logits"):
         raise ValueError(
-            f"The 'score' parameter must be 'hard' or a callable. Got {score!r}."
+            "A statistic's 'output' must be 'classes', 'scores' or 'logits'. Got "
+            f"{output!r} instead."
         )
     X = np.ascontiguousarray(X)
     keys = _input_keys(X)
@@ -214,12 +393,14 @@ def sample_statistics(
     shape = X.shape[1:]
     total = n_inputs * n_draws
 
-    acc_dtype = torch.int64 if hard else torch.float64
-    sums = torch.zeros((n_inputs, n_classes), dtype=acc_dtype, device=device)
-    sums_sq = None if hard else torch.zeros_like(sums)
+    acc = {
+        name: torch.zeros(
+            (n_inputs, *tail), dtype=_TORCH_DTYPES[np.dtype(dt)], device=device
+        )
+        for name, (tail, dt) in statistic.fields(n_classes).items()
+    }
     if total == 0:
-        out = sums.cpu().numpy()
-        return out, out.copy()
+        return {name: a.cpu().numpy() for name, a in acc.items()}
 
     rows_max = min(batch_size, total)
     _resolve_memory_format(adapter, X, sigma, rows_max, total)
@@ -232,9 +413,7 @@ def sample_statistics(
     with torch.inference_mode(), adapter.evaluating():
         noise = torch.empty((rows_max, *shape), dtype=dtype, device=device)
         arange = torch.arange(rows_max, device=device)
-        if hard:
-            flat = sums.view(-1)
-            ones = torch.ones(rows_max, dtype=torch.int64, device=device)
+        if output == "classes":
             # Raised after the loop: checking each batch would wait for the device.
             out_of_range = torch.zeros((), dtype=torch.bool, device=device)
         window, w_first = None, 0  # clean inputs w_first, w_first + 1, ... on device
@@ -280,44 +459,38 @@ def sample_statistics(
             batch = noise[:rows]
             # the row of X each noisy sample belongs to
             owner = torch.div(arange[:rows] + start, n_draws, rounding_mode="floor")
-            if hard:
-                cls = adapter.predict_classes(batch).to(
+            if output == "classes":
+                out = adapter.predict_classes(batch).to(
                     device=device, dtype=torch.int64
                 )
-                if cls.shape != (rows,):
+                if out.shape != (rows,):
                     raise ValueError(
                         f"The base model returned class indices of shape "
-                        f"{tuple(cls.shape)}; expected {(rows,)}."
+                        f"{tuple(out.shape)}; expected {(rows,)}."
                     )
-                out_of_range |= ((cls < 0) | (cls >= n_classes)).any()
-                cell = owner * n_classes + cls.clamp(0, n_classes - 1)
-                flat.index_add_(0, cell, ones[:rows])
+                out_of_range |= ((out < 0) | (out >= n_classes)).any()
+            elif output == "scores":
+                out = adapter.predict_scores(batch)
             else:
-                logits = adapter.predict_scores(batch)
-                if getattr(score, "per_input", False):
-                    # per-input score maps receive each row's global input index
-                    s = score(logits, owner + input_offset)
-                else:
-                    s = score(logits)
-                s = s.to(device, torch.float64)
-                if s.shape != (rows, n_classes):
-                    raise ValueError(
-                        f"The score map returned shape {tuple(s.shape)}; expected "
-                        f"{(rows, n_classes)}."
-                    )
-                sums.index_add_(0, owner, s)
-                sums_sq.index_add_(0, owner, s * s)
+                out = adapter.predict_logits(batch)
+            statistic.update(acc, out, owner, owner + input_offset)
             if progress is not None:
                 done = stop // n_draws - start // n_draws
                 if done:
                     progress(done)
             start = stop
 
-    if hard and bool(out_of_range):
+    if output == "classes" and bool(out_of_range):
         raise ValueError(
             f"The base model predicted a class index outside range({n_classes})."
         )
-    sums_np = sums.cpu().numpy()
-    if hard:
-        return sums_np, sums_np.copy()
-    return sums_np, sums_sq.cpu().numpy()
+    return {name: a.cpu().numpy() for name, a in acc.items()}
+
+
+#: numpy dtype of a statistic's field -> torch dtype of its accumulator.
+_TORCH_DTYPES = {
+    np.dtype(np.int64): torch.int64,
+    np.dtype(np.float64): torch.float64,
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.bool_): torch.bool,
+}

@@ -52,7 +52,6 @@ from ._validation import (
     check_scalar_alpha,
 )
 from .intervals import BettingConfidenceSequence
-from .models import make_adapter
 from .radius import abstained, lipschitz_radius
 from .result import (
     CertificationResult,
@@ -67,9 +66,8 @@ from .sampling import (
     STAGE_SELECTION,
     _block_seed,
     _root_seed,
-    sample_statistics,
 )
-from .smoothed import _check_fitted_input, _logit_lipschitz_of
+from .smoothed import _check_fitted_input, _engine_fields, _logit_lipschitz_of
 
 __all__ = [
     "BettingConfidenceSequence",
@@ -957,14 +955,15 @@ class SequentialCertifier(BaseEstimator):
             np.array([m for m, _ in candidates]),
             np.array([t for _, t in candidates], dtype=np.float64),
         )
+
+        def draw(stage, n_draws, statistic):
+            stats = _engine_fields(
+                clf, X, [(stage, n_draws, statistic)], seed=root, desc="selection"
+            )
+            return stats[stage]
+
         sel = _select_simplex_maps(
-            make_adapter(
-                clf.estimator_,
-                clf.classes_,
-                device=clf.device,
-                memory_format=clf.memory_format,
-                precision=clf.precision,
-            ),
+            draw,
             X,
             candidates,
             n0=clf.n0,
@@ -973,8 +972,6 @@ class SequentialCertifier(BaseEstimator):
             procedure=procedure,
             kind=clf.radius,
             sigma=clf.sigma,
-            seed=root,
-            batch_size=clf.batch_size,
             constants=constants,
             radius_method=clf.radius_method,
         )
@@ -1021,7 +1018,7 @@ class SequentialCertifier(BaseEstimator):
             sel = self._soft_selection(
                 clf, X, root, procedure, alpha_robust, n_max, L_logits
             )
-            adapter, selection, score = sel.adapter, sel.selection, sel.score
+            selection, statistic = sel.selection, sel.statistic
             score_map, temperature = sel.maps, sel.temps
             score_lipschitz = _derive_score_lipschitz(
                 L_logits,
@@ -1032,37 +1029,25 @@ class SequentialCertifier(BaseEstimator):
                 temperature,
             )
         else:
-            adapter = make_adapter(
-                clf.estimator_,
-                clf.classes_,
-                device=clf.device,
-                memory_format=clf.memory_format,
-                precision=clf.precision,
+            fields = _engine_fields(
+                clf, X, [(STAGE_SELECTION, clf.n0, "hard")], seed=root, desc="selection"
             )
-            selection, _ = sample_statistics(
-                adapter,
-                X,
-                clf.n0,
-                sigma,
-                stage=STAGE_SELECTION,
-                seed=root,
-                batch_size=clf.batch_size,
-            )
+            selection = fields[STAGE_SELECTION]["sums"]
             score_map = temperature = None
 
         def draw(indices, m, round_index):
             # A fresh estimation stream per round: seeds derived from the root
-            # and the round, so no draw is ever reused.
-            return sample_statistics(
-                adapter,
+            # and the round, so no draw is ever reused.  Each round is one
+            # stage of the engine (workers, devices) over the active inputs.
+            fields = _engine_fields(
+                clf,
                 X[indices],
-                m,
-                sigma,
-                stage=STAGE_ESTIMATION,
+                [(STAGE_ESTIMATION, m, statistic(indices) if soft else "hard")],
                 seed=_block_seed(root, 0, STAGE_ESTIMATION, round_index),
-                batch_size=clf.batch_size,
-                score=score(indices) if soft else "hard",
-            )
+                desc=f"round {round_index}",
+            )[STAGE_ESTIMATION]
+            sums = fields["sums"]
+            return sums, fields["sums_sq"] if soft else sums.copy()
 
         out = _run_sequential(
             draw,

@@ -40,7 +40,6 @@ from .sampling import (
     STAGE_PREDICT,
     STAGE_SELECTION,
     _root_seed,
-    sample_statistics,
 )
 
 __all__ = ["SmoothedClassifier"]
@@ -71,7 +70,6 @@ class _SoftSelection(NamedTuple):
     procedure: object
     L_logits: float | None
     constants: NDArray | None  # score constant of every candidate, or None
-    adapter: object
     root: int
     sums: NDArray  # (n_candidates, n_inputs, n_classes) selection sums
     chosen: NDArray  # (n_inputs,) index of each input's candidate
@@ -221,8 +219,9 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         base model's settings.
     n_jobs : int, default=None
         Number of joblib workers over which :meth:`certify`, :meth:`predict`
-        and :meth:`predict_proba` split the inputs (hard smoothing; soft
-        smoothing runs in the calling process).  None means 1 unless
+        and :meth:`predict_proba` split the inputs (hard and soft smoothing,
+        and the rounds of sequential certification: one engine serves
+        them all).  None means 1 unless
         inside a :func:`joblib.parallel_config` context, -1 all processors;
         under ``joblib.parallel_config(backend="dask")`` the chunks run on
         the Dask cluster.  The noise of an input depends on the seed and the
@@ -621,28 +620,33 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             ) from exc
         return tqdm(total=total, desc=desc, unit="input")
 
-    def _gather(self, X, stages, desc, checkpoint=None):
-        """Hard counts of every stage, over ``n_jobs`` workers, checkpointed."""
-        from ._parallel import gather_statistics
+    def _gather(self, X, stages, desc, checkpoint=None, seed=None, meta=None):
+        """Fields of every ``(stage, n_draws, statistic)``: the one engine.
+
+        Over ``n_jobs`` workers or the devices of a list, with progress and
+        an optional checkpoint (``meta``: what else determines the
+        statistics); ``seed`` defaults to a root drawn from ``random_state``.
+        """
+        from ._parallel import gather_fields
 
         with self._progress(X.shape[0], desc) as bar:
-            return gather_statistics(
+            return gather_fields(
                 self._adapters(),
                 X,
-                stages=[(stage, n_draws, "hard") for stage, n_draws in stages],
+                stages=stages,
                 sigma=self.sigma,
-                seed=_root_seed(self.random_state),
+                seed=_root_seed(self.random_state) if seed is None else seed,
                 batch_size=self.batch_size,
                 n_jobs=self.n_jobs,
                 checkpoint=checkpoint,
-                checkpoint_meta={"smoothing": "hard"},
-                seed_from_checkpoint=self.random_state is None,
+                checkpoint_meta={"smoothing": "hard"} if meta is None else meta,
+                seed_from_checkpoint=self.random_state is None and seed is None,
                 progress=None if bar is None else bar.update,
             )
 
     def _predict_counts(self, X) -> NDArray[np.int64]:
-        stats = self._gather(X, [(STAGE_PREDICT, self.n)], "predict")
-        return stats[STAGE_PREDICT][0]
+        stats = self._gather(X, [(STAGE_PREDICT, self.n, "hard")], "predict")
+        return stats[STAGE_PREDICT]["sums"]
 
     # ------------------------------------------------------------------
     # public prediction API
@@ -713,7 +717,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         probability at most ``alpha`` (total) of differing from
         :math:`g(x)` (conservative, as the intervals are).  With one class
         there is nothing to separate and the class is returned.  Soft
-        prediction runs in the calling process (``n_jobs`` is not used).
+        prediction runs over ``n_jobs`` workers like hard prediction.
 
         Examples
         --------
@@ -787,29 +791,18 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         sums of squares of the margins ``D_c = (1 + f_top - f_c) / 2``, each
         ``(n_inputs, n_classes)``, over ``n`` draws of the predict stage.
         """
-        from .soft import _PredictMarginScore
+        from .soft import _PredictMargins
 
         s = self._soft_selection(X)
         n_inputs = X.shape[0]
         rows = np.arange(n_inputs)
         # the class certify selects: the first maximum of the selection sums
         top = np.argmax(s.sums[s.chosen, rows], axis=1).astype(np.int64)
-        score = _PredictMarginScore(
-            s.codes, s.temps, top, len(self.classes_), s.adapter.device
-        )
-        with self._progress(n_inputs, "predict") as bar:
-            d_sums, d_sums_sq = sample_statistics(
-                s.adapter,
-                X,
-                self.n,
-                self.sigma,
-                stage=STAGE_PREDICT,
-                seed=s.root,
-                batch_size=self.batch_size,
-                score=score,
-                progress=None if bar is None else bar.update,
-            )
-        return top, score.sums.cpu().numpy(), d_sums, d_sums_sq
+        statistic = _PredictMargins(s.codes, s.temps, top)
+        stats = self._gather(
+            X, [(STAGE_PREDICT, self.n, statistic)], "predict", seed=s.root
+        )[STAGE_PREDICT]
+        return top, stats["sums"], stats["d_sums"], stats["d_sums_sq"]
 
     def certify(self, X: ArrayLike, checkpoint=None) -> CertificationResult:
         """Certify every input: prediction and certified l2 radius (Cohen's CERTIFY).
@@ -818,13 +811,19 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_inputs, \\*input_shape)
         checkpoint : str or path-like, default=None
-            File (``.npz``) where the counts of finished inputs are written
-            atomically as the run goes (hard smoothing).  If it exists, the
-            run resumes from it and redoes no finished input; a checkpoint
+            File (``.npz``) where the statistics of finished inputs are
+            written atomically as the run goes.  If it exists, the run
+            resumes from it and redoes no finished input; a checkpoint
             written with another model, ``X``, ``sigma``, ``n0``, ``n`` or
-            seed is refused with a ``ValueError`` naming what differs.
-            ``alpha``, ``interval`` and ``radius`` act after sampling and may
-            change between runs.  The file is kept: the same call again
+            seed is refused with a ``ValueError`` naming what differs.  With
+            hard smoothing ``alpha``, ``interval`` and ``radius`` act after
+            sampling and may change between runs.  With soft smoothing the
+            selection stage (every candidate's sums) is stored first; the
+            estimation stage records a hash of the (map, t) chosen from it,
+            which a resumed run recomputes from the stored selection sums, so
+            a change that alters the choice (``alpha``, ``interval``,
+            ``radius``, ``lipschitz``...) is refused once estimation draws
+            are stored.  The file is kept: the same call again
             returns the stored result without a forward pass.  With
             ``random_state=None`` a resumed run continues the stored seed.
 
@@ -845,23 +844,17 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         X = self._validate_X(X)
         _warn_if_n_too_small(self.n, self.alpha)
         if self.smoothing == "soft":
-            if checkpoint is not None:
-                raise ValueError(
-                    "The 'checkpoint' parameter of SmoothedClassifier.certify "
-                    "needs smoothing='hard'; soft certification selects its "
-                    "score per input between the two stages and is not "
-                    "checkpointed."
-                )
-            return self._certify_soft(X)
+            return self._certify_soft(X, checkpoint)
         procedure = _resolve_procedure(self.interval)
         stats = self._gather(
             X,
-            [(STAGE_SELECTION, self.n0), (STAGE_ESTIMATION, self.n)],
+            [(STAGE_SELECTION, self.n0, "hard"), (STAGE_ESTIMATION, self.n, "hard")],
             "certify",
             checkpoint,
         )
-        selection = stats[STAGE_SELECTION][0]
-        estimation, estimation_sq = stats[STAGE_ESTIMATION]
+        selection = stats[STAGE_SELECTION]["sums"]
+        estimation = stats[STAGE_ESTIMATION]["sums"]
+        estimation_sq = estimation.copy()
         return CertificationResult.from_statistics(
             selection=selection,
             estimation=estimation,
@@ -914,7 +907,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             return TopClass(binomial=EmpiricalBernstein())
         return _resolve_procedure(self.interval)
 
-    def _soft_selection(self, X) -> _SoftSelection:
+    def _soft_meta(self) -> dict:
+        """What determines soft statistics beyond X, model, sigma, seed, stages."""
+        return {"smoothing": "soft"}
+
+    def _soft_selection(self, X, checkpoint=None) -> _SoftSelection:
         """Soft selection pass: each input's (map, t) and sums on the n0 draws.
 
         Shared by :meth:`certify` and :meth:`predict`, so that with the same
@@ -941,51 +938,61 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             np.array([t for _, t in candidates], dtype=np.float64),
         )
         root = _root_seed(self.random_state)
-        with self._progress(X.shape[0], "selection") as bar:
-            sel = _select_simplex_maps(
-                self._adapter(),
+        if checkpoint is not None and self.random_state is None:
+            root = _stored_seed(checkpoint, root)
+
+        def draw(stage, n_draws, statistic):
+            stats = self._gather(
                 X,
-                candidates,
-                n0=self.n0,
-                n=self.n,
-                alpha=self.alpha,
-                procedure=procedure,
-                kind=self.radius,
-                sigma=self.sigma,
+                [(stage, n_draws, statistic)],
+                "selection",
+                checkpoint,
                 seed=root,
-                batch_size=self.batch_size,
-                constants=constants,
-                radius_method=self.radius_method,
-                progress=None if bar is None else bar.update,
+                meta=self._soft_meta(),
             )
+            return stats[stage]
+
+        sel = _select_simplex_maps(
+            draw,
+            X,
+            candidates,
+            n0=self.n0,
+            n=self.n,
+            alpha=self.alpha,
+            procedure=procedure,
+            kind=self.radius,
+            sigma=self.sigma,
+            constants=constants,
+            radius_method=self.radius_method,
+        )
         return _SoftSelection(
-            procedure, L_logits, constants, sel.adapter, root, sel.sums,
+            procedure, L_logits, constants, root, sel.sums,
             sel.chosen, sel.maps, sel.temps, sel.codes,
         )  # fmt: skip
 
-    def _certify_soft(self, X) -> CertificationResult:
-        """Soft CERTIFY: (class, map, t) on the n0 draws, bounds on the n draws."""
-        from .soft import _PerInputScore
+    def _certify_soft(self, X, checkpoint=None) -> CertificationResult:
+        """Soft CERTIFY: (class, map, t) on the n0 draws, bounds on the n draws.
 
-        s = self._soft_selection(X)
+        Both stages go through the engine; with a checkpoint, the selection
+        fields are stored first, and the estimation stage's statistic holds
+        a hash of the (map, t) chosen from them, which a resumed run
+        recomputes from the stored selection sums and the checkpoint checks.
+        """
+        from .soft import _ChosenScoreSums
+
+        s = self._soft_selection(X, checkpoint)
         procedure, L_logits = s.procedure, s.L_logits
-        adapter, root = s.adapter, s.root
-        sums, chosen, maps, temps, codes = s.sums, s.chosen, s.maps, s.temps, s.codes
-        n_inputs = X.shape[0]
-        rows = np.arange(n_inputs)
-        score = _PerInputScore(codes, temps, adapter.device)
-        with self._progress(n_inputs, "estimation") as bar:
-            estimation, estimation_sq = sample_statistics(
-                adapter,
-                X,
-                self.n,
-                self.sigma,
-                stage=STAGE_ESTIMATION,
-                seed=root,
-                batch_size=self.batch_size,
-                score=score,
-                progress=None if bar is None else bar.update,
-            )
+        sums, chosen, maps, temps = s.sums, s.chosen, s.maps, s.temps
+        rows = np.arange(X.shape[0])
+        stats = self._gather(
+            X,
+            [(STAGE_ESTIMATION, self.n, _ChosenScoreSums(s.codes, temps))],
+            "estimation",
+            checkpoint,
+            seed=s.root,
+            meta=self._soft_meta(),
+        )[STAGE_ESTIMATION]
+        estimation, estimation_sq = stats["sums"], stats["sums_sq"]
         return CertificationResult.from_statistics(
             selection=sums[chosen, rows],
             estimation=estimation,
@@ -1061,6 +1068,33 @@ def _call_lipschitz_estimator(estimator, module, sample=None) -> float:
             f"The 'lipschitz' estimator returned {value!r}; a bound > 0 is needed."
         )
     return value
+
+
+def _engine_fields(clf: SmoothedClassifier, X, stages, *, seed: int, desc: str):
+    """The engine of a fitted classifier (its workers, devices, progress).
+
+    For other modules (sequential certification): ``stages`` as in
+    :func:`~smoothlearn._parallel.gather_fields`; returns its fields.
+    """
+    return clf._gather(X, stages, desc, seed=seed)
+
+
+def _stored_seed(checkpoint, default: int) -> int:
+    """The root seed stored in an existing checkpoint (``random_state=None``).
+
+    Soft certification runs the engine once per stage with an explicit seed,
+    so the stored seed is read here, before the first stage.
+    """
+    import os
+
+    from ._checkpoint import _Checkpoint
+
+    if not os.path.isfile(os.fspath(checkpoint)):
+        return default
+    try:
+        return _Checkpoint._read(os.fspath(checkpoint)).seed
+    except (ValueError, KeyError):
+        return default  # the engine reports the damaged file
 
 
 def _check_fitted_input(clf: SmoothedClassifier, X: ArrayLike) -> NDArray:

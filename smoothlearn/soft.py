@@ -30,6 +30,7 @@ import torch
 from numpy.typing import NDArray
 
 from ._certificates import certify_statistics
+from .sampling import Statistic
 
 __all__ = ["SIMPLEX_MAPS", "simplex_map_constant", "simplex_scores", "sparsemax"]
 
@@ -215,11 +216,12 @@ def _candidate_scores(z: torch.Tensor, codes, temps) -> torch.Tensor:
 class _LogitAdapter:
     """The base adapter read through its logits (``predict_scores`` = logits).
 
-    The sampler sums a score map of ``predict_scores``; soft smoothing maps
-    the logits, the adapter's ``predict_logits``: torch and skorch models'
-    raw output (a single logit ``l`` becomes ``(-l, l)``), scikit-learn
-    models' ``log(predict_proba)``, so that softmax at temperature 1 gives
-    back ``predict_proba``.
+    For :func:`~smoothlearn.sampling.sample_statistics` with a score map of
+    the logits (the soft statistics of this module ask the engine for
+    ``"logits"`` directly): torch and skorch models' raw output (a single
+    logit ``l`` becomes ``(-l, l)``), scikit-learn models'
+    ``log(predict_proba)``, so that softmax at temperature 1 gives back
+    ``predict_proba``.
     """
 
     def __init__(self, adapter):
@@ -235,47 +237,85 @@ class _LogitAdapter:
         return self.adapter.predict_logits(batch)
 
 
-class _CandidateAccumulator:
-    """Score callable of the selection pass: sums of every candidate per input.
+def _hash_parameters(*arrays) -> str:
+    """SHA-256 of per-input parameters: the key of a per-input statistic."""
+    import hashlib
 
-    ``per_input = True`` makes the sampler pass the global input index of
-    every row.  Returns the first candidate's scores (what the sampler sums).
+    h = hashlib.sha256()
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+class _CandidateSums(Statistic):
+    """Statistic of the selection pass: every candidate's sums per input.
+
+    Fields ``"sums"`` and ``"sums_sq"`` of shape ``(n_candidates, K)`` per
+    input: the sums and sums of squares of each candidate (map, t)'s class
+    scores.
     """
 
-    per_input = True
+    output = "logits"
 
-    def __init__(self, candidates, n_inputs: int, n_classes: int, device):
+    def __init__(self, candidates):
         self.codes = [_CODE[m] for m, _ in candidates]
-        self.temps = [t for _, t in candidates]
-        shape = (len(candidates), n_inputs, n_classes)
-        self.sums = torch.zeros(shape, dtype=torch.float64, device=device)
-        self.sums_sq = torch.zeros_like(self.sums)
+        self.temps = [float(t) for _, t in candidates]
+        self.key = {
+            "statistic": "soft-candidates",
+            "candidates": [[m, float(t)] for m, t in candidates],
+        }
 
-    def __call__(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        s = _candidate_scores(z, self.codes, self.temps)
-        self.sums.index_add_(1, rows, s)
-        self.sums_sq.index_add_(1, rows, s * s)
-        return s[0]
+    def fields(self, n_classes: int) -> dict:
+        shape = (len(self.codes), int(n_classes))
+        return {"sums": (shape, np.float64), "sums_sq": (shape, np.float64)}
+
+    def update(self, acc, output, owner, index) -> None:
+        s = _candidate_scores(output, self.codes, self.temps).transpose(0, 1)
+        acc["sums"].index_add_(0, owner, s)
+        acc["sums_sq"].index_add_(0, owner, s * s)
 
 
-class _PerInputScore:
-    """Score callable of the estimation pass: each input's own (map, t)."""
+def _per_input_scores(z, codes, temps, index) -> torch.Tensor:
+    """Class scores of each row with its input's own (map, t): ``(B, K)`` float64."""
+    z = z.to(torch.float64)
+    code = torch.as_tensor(codes, device=z.device)[index][:, None]
+    t = torch.as_tensor(temps, dtype=torch.float64, device=z.device)[index]
+    tz = t[:, None] * z
+    out = torch.where(
+        code == _CODE["sparsemax"], sparsemax(tz), torch.softmax(tz, dim=-1)
+    )
+    out = torch.where(code == _CODE["hardmax"], _hardmax(z), out)
+    return out.clamp_(0.0, 1.0)
 
-    per_input = True
 
-    def __init__(self, codes: NDArray, temps: NDArray, device):
-        self.codes = torch.as_tensor(np.asarray(codes), device=device)
-        self.temps = torch.as_tensor(np.asarray(temps, dtype=np.float64), device=device)
+class _ChosenScoreSums(Statistic):
+    """Statistic of the estimation pass: sums of each input's own (map, t) scores.
 
-    def __call__(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        z = z.to(torch.float64)
-        code = self.codes[rows][:, None]
-        tz = self.temps[rows][:, None] * z
-        out = torch.where(
-            code == _CODE["sparsemax"], sparsemax(tz), torch.softmax(tz, dim=-1)
-        )
-        out = torch.where(code == _CODE["hardmax"], _hardmax(z), out)
-        return out.clamp_(0.0, 1.0)
+    ``codes`` and ``temps`` (one per input of the engine's ``X``) are the
+    selection's choice; the key holds their hash, so a checkpoint refuses to
+    continue estimation draws made with other choices.
+    """
+
+    output = "logits"
+
+    def __init__(self, codes: NDArray, temps: NDArray):
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.temps = np.asarray(temps, dtype=np.float64)
+        self.key = {
+            "statistic": "soft-chosen",
+            "choice_sha256": _hash_parameters(self.codes, self.temps),
+        }
+
+    def fields(self, n_classes: int) -> dict:
+        shape = (int(n_classes),)
+        return {"sums": (shape, np.float64), "sums_sq": (shape, np.float64)}
+
+    def update(self, acc, output, owner, index) -> None:
+        s = _per_input_scores(output, self.codes, self.temps, index)
+        acc["sums"].index_add_(0, owner, s)
+        acc["sums_sq"].index_add_(0, owner, s * s)
 
 
 def _select_candidates(
@@ -328,7 +368,6 @@ def _select_candidates(
 class _Selection(NamedTuple):
     """Each input's simplex map and temperature, chosen on the selection draws."""
 
-    adapter: object  # the base adapter read through its logits
     sums: NDArray  # (n_candidates, n_inputs, n_classes) selection sums
     sums_sq: NDArray  # their sums of squares
     chosen: NDArray  # (n_inputs,) index of each input's candidate
@@ -341,16 +380,16 @@ class _Selection(NamedTuple):
         """The chosen candidate's selection sums, ``(n_inputs, n_classes)``."""
         return self.sums[self.chosen, np.arange(self.chosen.shape[0])]
 
-    def score(self, indices=None) -> _PerInputScore:
-        """Score callable of the estimation draws of ``X[indices]`` (all: None)."""
+    def statistic(self, indices=None) -> _ChosenScoreSums:
+        """Estimation statistic of ``X[indices]`` (all: None), positions in it."""
         codes, temps = self.codes, self.temps
-        if indices is not None:  # the sampler passes positions in X[indices]
+        if indices is not None:
             codes, temps = codes[indices], temps[indices]
-        return _PerInputScore(codes, temps, self.adapter.device)
+        return _ChosenScoreSums(codes, temps)
 
 
 def _select_simplex_maps(
-    adapter,
+    draw,
     X: NDArray,
     candidates: list[tuple[str, float]],
     *,
@@ -360,38 +399,27 @@ def _select_simplex_maps(
     procedure,
     kind: str,
     sigma: float,
-    seed: int,
-    batch_size: int,
     constants: NDArray | None = None,
     radius_method: str = "paper",
-    progress=None,
 ) -> _Selection:
     """The selection pass of soft smoothing, shared by every certifying path.
 
-    Draws the ``n0`` selection draws of every input (stage selection),
-    accumulates the scores of every candidate (map, t) and keeps, per input,
+    Draws the ``n0`` selection draws of every input (stage selection)
+    through ``draw(stage, n_draws, statistic) -> fields`` (the engine, with
+    the caller's workers and checkpoint), accumulates the scores of every
+    candidate (map, t) (:class:`_CandidateSums`) and keeps, per input,
     the candidate of :func:`_select_candidates` for a budget of ``n``
     estimation draws (the only candidate when there is one).  Fixed-n
     certification, soft PREDICT and sequential certification call it, so
     with the same seed they choose the same (map, t) per input.
     """
-    from .sampling import STAGE_SELECTION, sample_statistics
+    from .sampling import STAGE_SELECTION
 
-    logits = _LogitAdapter(adapter)
-    n_inputs, n_classes = X.shape[0], int(adapter.n_classes)
-    acc = _CandidateAccumulator(candidates, n_inputs, n_classes, logits.device)
-    sample_statistics(
-        logits,
-        X,
-        n0,
-        sigma,
-        stage=STAGE_SELECTION,
-        seed=seed,
-        batch_size=batch_size,
-        score=acc,
-        progress=progress,
-    )
-    sums, sums_sq = acc.sums.cpu().numpy(), acc.sums_sq.cpu().numpy()
+    n_inputs = X.shape[0]
+    stats = draw(STAGE_SELECTION, n0, _CandidateSums(candidates))
+    # the engine's fields have the input axis first: (n_inputs, M, K)
+    sums = np.ascontiguousarray(stats["sums"].transpose(1, 0, 2))
+    sums_sq = np.ascontiguousarray(stats["sums_sq"].transpose(1, 0, 2))
     if len(candidates) == 1:
         chosen = np.zeros(n_inputs, dtype=np.int64)
     else:
@@ -410,30 +438,36 @@ def _select_simplex_maps(
     maps = np.array([m for m, _ in candidates])[chosen]
     temps = np.array([t for _, t in candidates], dtype=np.float64)[chosen]
     codes = np.array([_CODE[m] for m in maps], dtype=np.int64)
-    return _Selection(logits, sums, sums_sq, chosen, maps, temps, codes)
+    return _Selection(sums, sums_sq, chosen, maps, temps, codes)
 
 
-class _PredictMarginScore(_PerInputScore):
-    r"""Score callable of soft PREDICT: each input's margins over its class ``A``.
+class _PredictMargins(_ChosenScoreSums):
+    r"""Statistic of soft PREDICT: each input's margins over its class ``A``.
 
     With each input's own (map, t) and candidate class ``A`` (chosen on the
     selection draws), a draw with class scores ``f`` gives, for every class
     ``c``, :math:`D_c = (1 + f_A - f_c) / 2 \in [0, 1]` (:math:`D_A = 1/2`).
-    The callable returns ``D``, so the sampler's sums and sums of squares are
-    those of ``D``, and adds the class scores themselves to :attr:`sums` (for
-    ``predict_proba``).  Memory: ``(n_inputs, n_classes)``, whatever ``n``.
+    Fields: ``"sums"`` of the class scores themselves (for
+    ``predict_proba``), ``"d_sums"`` and ``"d_sums_sq"`` of ``D``, each
+    ``(K,)`` per input.
     """
 
-    def __init__(
-        self, codes: NDArray, temps: NDArray, top: NDArray, n_classes: int, device
-    ):
-        super().__init__(codes, temps, device)
-        self.top = torch.as_tensor(np.asarray(top, dtype=np.int64), device=device)
-        shape = (len(self.top), int(n_classes))
-        self.sums = torch.zeros(shape, dtype=torch.float64, device=device)
+    def __init__(self, codes: NDArray, temps: NDArray, top: NDArray):
+        super().__init__(codes, temps)
+        self.top = np.asarray(top, dtype=np.int64)
+        self.key = {
+            "statistic": "soft-predict-margins",
+            "choice_sha256": _hash_parameters(self.codes, self.temps, self.top),
+        }
 
-    def __call__(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        s = super().__call__(z, rows)
-        self.sums.index_add_(0, rows, s)
-        f_a = s.gather(1, self.top[rows][:, None])
-        return ((1.0 + f_a - s) * 0.5).clamp_(0.0, 1.0)
+    def fields(self, n_classes: int) -> dict:
+        shape = (int(n_classes),)
+        return {name: (shape, np.float64) for name in ("sums", "d_sums", "d_sums_sq")}
+
+    def update(self, acc, output, owner, index) -> None:
+        s = _per_input_scores(output, self.codes, self.temps, index)
+        acc["sums"].index_add_(0, owner, s)
+        top = torch.as_tensor(self.top, device=s.device)[index]
+        d = ((1.0 + s.gather(1, top[:, None]) - s) * 0.5).clamp_(0.0, 1.0)
+        acc["d_sums"].index_add_(0, owner, d)
+        acc["d_sums_sq"].index_add_(0, owner, d * d)

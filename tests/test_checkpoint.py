@@ -470,3 +470,143 @@ def test_smoothed_classifier_n_jobs_with_checkpoint(X, tmp_path):
     serial = SmoothedClassifier(_module(), **params).fit(X, y).certify(X)
     clf = SmoothedClassifier(_module(), n_jobs=2, **params).fit(X, y)
     assert clf.certify(X, checkpoint=tmp_path / "run.ckpt") == serial
+
+
+# ----------------------------------------------------------------------
+# Soft certification through the same engine: n_jobs, checkpoint, resume.
+# ----------------------------------------------------------------------
+SOFT = dict(sigma=0.5, n0=30, n=400, batch_size=64, random_state=0)
+
+
+def _soft_fit(module, **kwargs):
+    X3 = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)
+    params = {**SOFT, "smoothing": "soft", "temperature": "auto", **kwargs}
+    return SmoothedClassifier(module, **params).fit(X3, np.arange(6) % 3)
+
+
+def _same_result(a, b):
+    for name in ("selection", "estimation", "estimation_sq", "radius", "pA_lower"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    np.testing.assert_array_equal(a.prediction, b.prediction)
+    np.testing.assert_array_equal(a.temperature, b.temperature)
+
+
+@pytest.mark.slow
+def test_soft_certify_checkpoint_and_n_jobs_identical_to_serial(X, tmp_path):
+    plain = _soft_fit(_module()).certify(X)
+    path = tmp_path / "soft.ckpt"
+    stored = _soft_fit(_module(), n_jobs=2).certify(X, checkpoint=path)
+    _same_result(stored, plain)
+    arrays = load_npz(path)
+    assert arrays["done_0"].all() and arrays["done_1"].all()
+    assert arrays["sums_0"].shape == (len(X), 25, 3)  # every candidate's sums
+    # From the file: no forward pass.
+    counting = _soft_fit(_module())
+    calls = []
+    counting.estimator_.register_forward_hook(lambda *a: calls.append(1))
+    _same_result(counting.certify(X, checkpoint=path), plain)
+    assert not calls
+    # Another seed is another run; the selection's choice is fingerprinted.
+    with pytest.raises(ValueError, match="differs in"):
+        _soft_fit(_module(), random_state=1).certify(X, checkpoint=path)
+
+
+def test_soft_estimation_with_other_choices_is_refused(X, tmp_path):
+    """A changed selection rule (here alpha) changes the (map, t) chosen from
+    the stored selection sums: the stored estimation draws are refused."""
+    path = tmp_path / "soft.ckpt"
+    _soft_fit(_module()).certify(X, checkpoint=path)
+    clf = _soft_fit(_module(), alpha=0.2)
+    ref = _soft_fit(_module(), alpha=0.2).certify(X)
+    # (deterministic for this seed: the choice does change)
+    assert not np.array_equal(
+        ref.temperature, _soft_fit(_module()).certify(X).temperature
+    )
+    with pytest.raises(ValueError, match=r"stage 1 .*differs in: score"):
+        clf.certify(X, checkpoint=path)
+
+
+def test_soft_predict_n_jobs_identical_to_serial(X):
+    serial = _soft_fit(_module())
+    parallel = _soft_fit(_module(), n_jobs=2)
+    np.testing.assert_array_equal(serial.predict_proba(X), parallel.predict_proba(X))
+    np.testing.assert_array_equal(serial.predict(X), parallel.predict(X))
+
+
+SOFT_SCRIPT = SCRIPT.split("\nX = np.random")[0] + textwrap.dedent(
+    """
+    from smoothlearn import SmoothedClassifier
+    X = np.random.default_rng(0).normal(size=(N_INPUTS, 2)).astype(np.float32)
+    clf = SmoothedClassifier(
+        Slow(), smoothing="soft", temperature="auto", n_jobs=2, sigma=0.5, n0=30,
+        n=400, batch_size=64, random_state=0,
+    ).fit(X, np.arange(N_INPUTS) % 3)
+    res = clf.certify(X, checkpoint=ckpt)
+    np.savez(out, s0=res.selection, s1=res.estimation, s2=res.estimation_sq,
+             t=res.temperature)
+    """
+)
+
+
+@pytest.mark.slow
+def test_soft_n_jobs_sigkill_mid_run_then_resume(tmp_path):
+    """Soft, temperature="auto", two loky workers, killed mid-estimation."""
+    n_inputs = 16
+    script = tmp_path / "certify_soft.py"
+    script.write_text(SOFT_SCRIPT.replace("N_INPUTS", str(n_inputs)))
+    ckpt = tmp_path / "soft.ckpt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    log1, log2 = tmp_path / "rows1.log", tmp_path / "rows2.log"
+    proc = subprocess.Popen(
+        [sys.executable, script, ckpt, log1, tmp_path / "out1.npz", "0.1"], env=env
+    )
+    try:
+        deadline = time.monotonic() + 240
+        stored = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists():
+                arrays = load_npz(ckpt)
+                if "done_1" in arrays:
+                    bounds = np.asarray(json.loads(str(arrays["meta"]))["bounds"])
+                    stored = int(np.diff(bounds)[arrays["done_1"]].sum())
+                    if stored >= 3:
+                        break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert stored >= 3, "no estimation chunk was checkpointed in time"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    arrays = load_npz(ckpt)
+    assert arrays["done_0"].all()  # the selection stage finished first
+    bounds = np.asarray(json.loads(str(arrays["meta"]))["bounds"])
+    stored = int(np.diff(bounds)[arrays["done_1"]].sum())
+    assert 3 <= stored < n_inputs
+
+    subprocess.run(
+        [sys.executable, script, ckpt, log2, tmp_path / "out2.npz", "0"],
+        env=env,
+        check=True,
+        timeout=240,
+    )
+    # No finished work redone: no selection row, only the missing estimation
+    # (fit probes the module once with a single input: not a noisy batch,
+    # which here holds 64 rows or the 32 left of a chunk's 800).
+    noisy = [int(r) for r in log2.read_text().split() if int(r) > 1]
+    assert sum(noisy) == (n_inputs - stored) * 400
+    # Bit-identical to an uninterrupted serial run without checkpoint.
+    X = np.random.default_rng(0).normal(size=(n_inputs, 2)).astype(np.float32)
+    clf = SmoothedClassifier(
+        _module(), smoothing="soft", temperature="auto", **SOFT
+    ).fit(X, np.arange(n_inputs) % 3)
+    ref = clf.certify(X)
+    with np.load(tmp_path / "out2.npz") as out:
+        np.testing.assert_array_equal(out["s0"], ref.selection)
+        np.testing.assert_array_equal(out["s1"], ref.estimation)
+        np.testing.assert_array_equal(out["s2"], ref.estimation_sq)
+        np.testing.assert_array_equal(out["t"], ref.temperature)
