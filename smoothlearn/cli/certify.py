@@ -7,6 +7,9 @@ for the other rows of the table.
 
 from __future__ import annotations
 
+# The command's parts, not API: the public name is smoothlearn.cli.main.
+__all__: list[str] = []
+
 import time
 from pathlib import Path
 

@@ -6,6 +6,9 @@ simulated coverage on any law on [0, 1] with ``--law``.
 
 from __future__ import annotations
 
+# The command's parts, not API: the public name is smoothlearn.cli.main.
+__all__: list[str] = []
+
 import sys
 from pathlib import Path
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The command's parts, not API: the public name is smoothlearn.cli.main.
+__all__: list[str] = []
+
 import time
 import warnings
 from pathlib import Path
