@@ -12,6 +12,7 @@ import torch
 
 from smoothlearn import CertificationResult, cli
 from smoothlearn._demo import DigitsCNN, build_from_state_dict
+from smoothlearn.cli._common import _parameter_docs
 
 
 def run(argv, capsys):
@@ -116,13 +117,13 @@ def test_parameter_docs_parser():
             Not a parameter.
         """
 
-    docs = cli._parameter_docs(f)
+    docs = _parameter_docs(f)
     assert docs == {
         "a": "First line about SmoothedClassifier and code at 5%%.",
         "b": "First line about SmoothedClassifier and code at 5%%.",
         "c": "Third.",
     }
-    assert cli._parameter_docs(lambda: None) == {}
+    assert _parameter_docs(lambda: None) == {}
 
 
 def test_bad_command_line_exits_2(capsys):

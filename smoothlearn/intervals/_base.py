@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -67,6 +68,9 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
     requires_counts: bool = True
     guaranteed: bool = False
     max_n: int = MAX_DRAWS
+    # The parameters' constraints (scikit-learn's _param_validation), checked
+    # once per public call by _validate_params(), never per element.
+    _parameter_constraints: ClassVar[dict] = {}
     # Relative margin by which every bound is rounded outward: more than the
     # floating-point error of the method's formula (see smoothlearn._rounding).
     _rtol: float = BOUND_RTOL
@@ -114,6 +118,7 @@ class IntervalEstimator(BaseEstimator, metaclass=ABCMeta):
         return np.minimum(out + self._sum_error(k, n, sum_sq), 1.0)
 
     def _validate(self, k, n, alpha, sum_sq):
+        self._validate_params()
         k, n, sum_sq = check_sufficient_statistics(
             k, n, sum_sq, integer=self.requires_counts
         )
@@ -366,6 +371,11 @@ class MultiClassProcedure(BaseEstimator, metaclass=ABCMeta):
         :class:`~smoothlearn.intervals.EmpiricalBernstein` for soft scores.
     """
 
+    # Subclasses narrow str to the exact aliases of the interval methods.
+    _parameter_constraints: ClassVar[dict] = {
+        "binomial": [None, str, IntervalEstimator],
+    }
+
     def __init__(self, binomial=None):
         self.binomial = binomial
 
@@ -463,6 +473,7 @@ class MultiClassProcedure(BaseEstimator, metaclass=ABCMeta):
         bucket's mean bounds each of its classes', so the largest upper bound
         over the quantities other than 0 bounds :math:`\max_{c \ne A} p_c`.
         """
+        self._validate_params()
         if not isinstance(plan, BoundPlan):
             raise ValueError(
                 f"The 'plan' parameter must be a BoundPlan. Got {plan!r} instead."

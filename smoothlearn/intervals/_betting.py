@@ -66,10 +66,12 @@ References
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from sklearn.utils._param_validation import Interval
 
 from .._rounding import round_down, round_up
 from .._validation import _as_float_array, check_alpha
@@ -250,6 +252,12 @@ class BettingInterval(IntervalEstimator):
     guaranteed = True
     accepts_draws = True
 
+    # The values inside a tuple of caps are checked by _caps().
+    _parameter_constraints: ClassVar[dict] = {
+        "truncation": ["array-like", Interval(Real, 0, 1, closed="neither")],
+        "n_grid": [Interval(Integral, 12, None, closed="left")],
+    }
+
     def __init__(self, truncation=(0.75, 0.99), n_grid=192):
         self.truncation = truncation
         self.n_grid = n_grid
@@ -289,6 +297,7 @@ class BettingInterval(IntervalEstimator):
 
     # -- draws ----------------------------------------------------------------
     def _from_draws(self, x, alpha, alpha_design, name):
+        self._validate_params()
         caps = self._caps()
         x = _check_draws(x)
         alpha = check_alpha(alpha)
@@ -445,6 +454,7 @@ class BettingState:
     """
 
     def __init__(self, interval, shape, n, alpha, *, side="both"):
+        interval._validate_params()
         caps = interval._caps()
         n_anchor, n_dense = interval._grid_sizes()
         if isinstance(shape, Integral) and not isinstance(shape, bool):

@@ -8,8 +8,11 @@ draws both ``pA_lower <= p_A`` and ``pB_upper >= max_{c != A} p_c`` hold.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from sklearn.utils._param_validation import StrOptions
 
 from .._validation import (
     _as_float_array,
@@ -18,13 +21,20 @@ from .._validation import (
     check_max_draws,
     check_scalar_alpha,
 )
-from ._aliases import get_interval
+from ._aliases import INTERVALS, get_interval
 from ._base import BoundPlan, ClassBounds, IntervalEstimator, MultiClassProcedure
 
 __all__ = ["Bonferroni", "ClassPartitioning", "TopClass"]
 
 
+#: The constraints of every procedure: None, an exact alias or an instance.
+_BINOMIAL_CONSTRAINTS: dict = {
+    "binomial": [None, StrOptions(set(INTERVALS)), IntervalEstimator],
+}
+
+
 def _resolve_binomial(procedure: MultiClassProcedure) -> IntervalEstimator:
+    procedure._validate_params()
     binomial = procedure.binomial
     if binomial is None or isinstance(binomial, str):
         try:
@@ -40,6 +50,7 @@ def _resolve_binomial(procedure: MultiClassProcedure) -> IntervalEstimator:
             f"instance of IntervalEstimator, a str or None. Got {binomial!r} "
             "instead."
         )
+    binomial._validate_params()
     return binomial
 
 
@@ -192,6 +203,8 @@ class TopClass(MultiClassProcedure):
     (array([0]), array([0.575167]), array([1]))
     """
 
+    _parameter_constraints: ClassVar[dict] = _BINOMIAL_CONSTRAINTS
+
     def bound(
         self,
         selection: ArrayLike,
@@ -210,6 +223,7 @@ class TopClass(MultiClassProcedure):
     bound.__doc__ = "Choose the top class and bound it.\n" + _BOUND_DOC
 
     def plan(self, selection: ArrayLike, *, kind: str = "multi") -> BoundPlan:
+        self._validate_params()
         return _top_class_plan(_check_selection(selection), check_kind(kind))
 
     plan.__doc__ = "The top class, to be bounded from below.\n" + _PLAN_DOC
@@ -257,6 +271,8 @@ class Bonferroni(MultiClassProcedure):
     (array([0.574678]), array([0.325039]), array([3]))
     """
 
+    _parameter_constraints: ClassVar[dict] = _BINOMIAL_CONSTRAINTS
+
     def bound(
         self,
         selection: ArrayLike,
@@ -300,6 +316,7 @@ class Bonferroni(MultiClassProcedure):
     bound.__doc__ = "Choose the top class and bound every class.\n" + _BOUND_DOC
 
     def plan(self, selection: ArrayLike, *, kind: str = "multi") -> BoundPlan:
+        self._validate_params()
         sel, kind = _check_selection(selection), check_kind(kind)
         if kind == "mono":
             return _top_class_plan(sel, kind)
@@ -384,6 +401,8 @@ class ClassPartitioning(MultiClassProcedure):
     (array([0.574678]), array([0.214411]), array([3]))
     """
 
+    _parameter_constraints: ClassVar[dict] = _BINOMIAL_CONSTRAINTS
+
     def bound(
         self,
         selection: ArrayLike,
@@ -405,6 +424,7 @@ class ClassPartitioning(MultiClassProcedure):
     bound.__doc__ = "Partition the classes and bound the buckets.\n" + _BOUND_DOC
 
     def plan(self, selection: ArrayLike, *, kind: str = "multi") -> BoundPlan:
+        self._validate_params()
         sel, kind = _check_selection(selection), check_kind(kind)
         if kind == "mono":
             return _top_class_plan(sel, kind)

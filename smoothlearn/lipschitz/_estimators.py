@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn.utils.parametrize import type_before_parametrizations
 
@@ -172,11 +175,18 @@ class ConstantLipschitz(LipschitzEstimator):
 
     guaranteed = True
 
+    # (0, inf]: the range is open on the right only for a finite bound.
+    _parameter_constraints: ClassVar[dict] = {
+        "L": [Interval(Real, 0, None, closed="neither")],
+        "target": [StrOptions({"logits", "score"})],
+    }
+
     def __init__(self, L: float = 1.0, target: str = "logits"):
         self.L = L
         self.target = target
 
     def _check(self) -> float:
+        self._validate_params()
         L = self.L
         if isinstance(L, bool) or not isinstance(L, numbers.Real) or not L > 0:
             raise ValueError(
@@ -369,6 +379,15 @@ class SpectralProductLipschitz(LipschitzEstimator):
 
     guaranteed = True
 
+    _parameter_constraints: ClassVar[dict] = {
+        "input_shape": [None, "array-like"],
+        "rules": [None, dict],
+        "assume_sequential": ["boolean"],
+        "max_matrix_size": [Interval(Integral, 1, None, closed="left")],
+        "conv_method": [StrOptions({"auto", "explicit", "fourier", "taps"})],
+        "gram_iterations": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(
         self,
         input_shape=None,
@@ -386,6 +405,7 @@ class SpectralProductLipschitz(LipschitzEstimator):
         self.gram_iterations = gram_iterations
 
     def _check_params(self):
+        self._validate_params()
         if self.conv_method not in ("auto", "explicit", "fourier", "taps"):
             raise ValueError(
                 "The 'conv_method' parameter of SpectralProductLipschitz must be a "
@@ -572,6 +592,14 @@ class LocalGradientLipschitz(LipschitzEstimator):
 
     guaranteed = False
 
+    _parameter_constraints: ClassVar[dict] = {
+        "n_samples": [Interval(Integral, 0, None, closed="left")],
+        # finite: the hand check below also rejects inf
+        "radius": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
         n_samples: int = 16,
@@ -585,6 +613,7 @@ class LocalGradientLipschitz(LipschitzEstimator):
         self.random_state = random_state
 
     def _check_params(self):
+        self._validate_params()
         for name, low in (("n_samples", 0), ("batch_size", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
