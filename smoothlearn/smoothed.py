@@ -139,8 +139,10 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         (torch/skorch: the module's raw outputs; scikit-learn:
         ``log(predict_proba)``) and bounds their means with a bounded-mean
         interval: ``interval=None`` then means
-        ``TopClass(binomial=EmpiricalBernstein())``, and a procedure whose
-        interval requires counts raises.
+        ``TopClass(binomial=BettingInterval())``, the tightest guaranteed
+        bound (from the estimation draws in their order, see
+        :ref:`betting`), and a procedure whose interval requires counts
+        raises.
     simplex_map : {"softmax", "sparsemax", "hardmax"}, default="softmax"
         The map ``S`` of soft smoothing (see :mod:`smoothlearn.soft`);
         ``"hardmax"`` is the one-hot argmax (hard counts, bounded as means).
@@ -907,11 +909,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return value
 
     def _soft_procedure(self):
-        """The multi-class procedure of soft smoothing (None: TopClass with EB)."""
-        from .intervals import EmpiricalBernstein, TopClass
+        """The multi-class procedure of soft smoothing (None: TopClass with betting)."""
+        from .intervals import BettingInterval, TopClass
 
         if self.interval is None:
-            return TopClass(binomial=EmpiricalBernstein())
+            return TopClass(binomial=BettingInterval())
         return _resolve_procedure(self.interval)
 
     def _soft_selection(self, X) -> _SoftSelection:
@@ -965,7 +967,10 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
     def _certify_soft(self, X) -> CertificationResult:
         """Soft CERTIFY: (class, map, t) on the n0 draws, bounds on the n draws."""
-        from .soft import _PerInputScore
+        from ._betting_accumulator import BettingAccumulator
+        from .intervals import BettingInterval
+        from .result import _procedure_binomial
+        from .soft import _BettingScore, _PerInputScore
 
         s = self._soft_selection(X)
         procedure, L_logits = s.procedure, s.L_logits
@@ -973,7 +978,21 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         sums, chosen, maps, temps, codes = s.sums, s.chosen, s.maps, s.temps, s.codes
         n_inputs = X.shape[0]
         rows = np.arange(n_inputs)
+        selection = sums[chosen, rows]
         score = _PerInputScore(codes, temps, adapter.device)
+        binomial = _procedure_binomial(procedure)
+        accumulator = None
+        if isinstance(binomial, BettingInterval):
+            # the bounded quantities are fixed by the selection draws: follow
+            # each one's estimation draws in order (bound_from_states)
+            kind = "multi" if self.radius == "margin" else self.radius
+            try:
+                plan = procedure.plan(selection, kind=kind)
+            except NotImplementedError:  # a procedure without plan: sums only
+                plan = None
+            if plan is not None:
+                accumulator = BettingAccumulator(binomial, plan, self.n, self.alpha)
+                score = _BettingScore(codes, temps, adapter.device, accumulator)
         with self._progress(n_inputs, "estimation") as bar:
             estimation, estimation_sq = sample_statistics(
                 adapter,
@@ -987,7 +1006,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 progress=None if bar is None else bar.update,
             )
         return CertificationResult.from_statistics(
-            selection=sums[chosen, rows],
+            selection=selection,
             estimation=estimation,
             estimation_sq=estimation_sq,
             n0=self.n0,
@@ -1006,6 +1025,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             radius_method=self.radius_method,
             score_map=maps,
             temperature=temps,
+            betting_state=None if accumulator is None else accumulator.result(),
             _warn=False,
             _stacklevel=4,
         )

@@ -278,6 +278,24 @@ class _PerInputScore:
         return out.clamp_(0.0, 1.0)
 
 
+class _BettingScore(_PerInputScore):
+    """Estimation score callable that also feeds a :class:`BettingAccumulator`.
+
+    Returns each input's class scores, as :class:`_PerInputScore` does (the
+    sampler still sums them), and passes the batch with its input indices to
+    ``accumulator.update`` (see :mod:`smoothlearn._betting_accumulator`).
+    """
+
+    def __init__(self, codes: NDArray, temps: NDArray, device, accumulator):
+        super().__init__(codes, temps, device)
+        self.accumulator = accumulator
+
+    def __call__(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        s = super().__call__(z, rows)
+        self.accumulator.update(s.cpu().numpy(), rows.cpu().numpy())
+        return s
+
+
 def _select_candidates(
     sums: NDArray,
     sums_sq: NDArray,
