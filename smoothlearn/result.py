@@ -1033,6 +1033,28 @@ class CertificationResult:
         the sum of squares, repeated runs on fresh noise) certify each of the
         ``J`` candidates at ``alpha / J``.  See :ref:`soundness-recertify`.
 
+        *Betting states.*  A soft result certified with a
+        :class:`~smoothlearn.intervals.BettingInterval` (the soft default)
+        keeps, in :attr:`betting_state`, the betting capital of the
+        estimation draws of every quantity its procedure planned on the
+        selection draws (the predicted class; with ``radius="multi"`` also
+        Bonferroni's other classes or CPM's buckets).  Bets are predictable,
+        so the capital gives a valid bound at every level: a new ``alpha``,
+        ``radius`` (``"mono"`` reads quantity 0 of any plan),
+        ``lipschitz`` or ``radius_method``, or another procedure whose plan
+        bounds only quantities that were followed (e.g. TopClass from a
+        Bonferroni result), is read from the states
+        (:attr:`bounds_from_betting_state` is True), without the model.
+        Where the states cannot serve (``radius="multi"`` from a
+        ``"mono"`` result with Bonferroni or CPM, CPM from Bonferroni or the
+        reverse when the buckets differ, a betting interval with other
+        truncations, a procedure without ``plan``), the bounds come from the
+        stored sums: for a betting interval its order-free bound (valid,
+        looser), for another interval that interval.  The tightest
+        (order-dependent) bounds for such a change need the model again:
+        certify with the new procedure.  The states are kept in the result
+        either way.
+
         Examples
         --------
         Two inputs certified with soft smoothing, one with softmax at ``t =
