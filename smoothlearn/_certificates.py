@@ -116,6 +116,7 @@ def certify_statistics(
     estimation_sq: ArrayLike | None = None,
     score_lipschitz: ArrayLike | None = None,
     radius_method: str = "paper",
+    bounds=None,
 ) -> Certificates:
     r"""Bounds, then radii, of many inputs from their statistics.
 
@@ -140,6 +141,12 @@ def certify_statistics(
         Each input's class-score constant (see :func:`radius_of_bounds`).
     radius_method : {"paper", "envelope"}, default="paper"
         Form of the Lipschitz-aware radius.
+    bounds : ClassBounds, default=None
+        The procedure's bounds when they were computed otherwise than from
+        the sufficient statistics (e.g. by
+        :meth:`~smoothlearn.intervals.MultiClassProcedure.bound_from_states`
+        from betting states of the same estimation draws); None calls
+        ``procedure.bound``.
 
     Returns
     -------
@@ -155,9 +162,10 @@ def certify_statistics(
     follows the procedure's kind (:func:`~smoothlearn.radius.abstained`).
     """
     proc_kind = "multi" if kind == "margin" else kind
-    bounds = procedure.bound(
-        selection, estimation, n, alpha, estimation_sq=estimation_sq, kind=proc_kind
-    )
+    if bounds is None:
+        bounds = procedure.bound(
+            selection, estimation, n, alpha, estimation_sq=estimation_sq, kind=proc_kind
+        )
     pA = np.asarray(bounds.pA_lower, dtype=np.float64)
     pB = np.asarray(bounds.pB_upper, dtype=np.float64)
     abst = np.asarray(abstained(pA, pB, proc_kind), dtype=bool).reshape(pA.shape)

@@ -45,8 +45,12 @@ class ApproximateCertificateWarning(UserWarning):
 # 2: ``lipschitz`` is the logits' constant (in the JSON record) and the
 # per-input class-score constants are the array ``score_lipschitz``; format 1
 # stored the latter under ``lipschitz`` and is still read.
-_FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+# 3: soft results certified with a BettingInterval may hold the betting
+# states of their estimation draws, as arrays named ``betting_<key>``
+# (see ``betting_state``); formats 1 and 2 are still read (no states).
+_FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+_BETTING_PREFIX = "betting_"
 
 
 # --------------------------------------------------------------------------
@@ -343,9 +347,15 @@ def _encode_value(value):
         return float(value)
     if isinstance(value, IntervalEstimator | MultiClassProcedure):
         return _encode_estimator(value)
+    if isinstance(value, tuple | list) and all(
+        v is None or isinstance(v, bool | str | numbers.Real) for v in value
+    ):
+        # e.g. BettingInterval(truncation=(0.75, 0.99)); restored as a tuple
+        return {"tuple": [_encode_value(v) for v in value]}
     raise ValueError(
         f"Cannot store the parameter value {value!r} in a result file: only "
-        "None, bool, int, float, str and smoothlearn interval objects are allowed."
+        "None, bool, int, float, str, tuples of those and smoothlearn interval "
+        "objects are allowed."
     )
 
 
@@ -358,6 +368,8 @@ def _encode_estimator(estimator) -> dict:
 
 
 def _decode_value(value):
+    if isinstance(value, dict) and set(value) == {"tuple"}:
+        return tuple(value["tuple"])
     if isinstance(value, dict):
         return _decode_estimator(value)
     return value
@@ -402,6 +414,102 @@ def _check_draws(value, name: str) -> int:
             f"Got {value!r} instead."
         )
     return int(value)
+
+
+def _check_betting_state(betting_state, n_inputs: int, n_classes: int, n: int):
+    """Validate stored betting states; returns (plan, state) or None."""
+    if betting_state is None:
+        return None
+    from ._betting_accumulator import unpack
+
+    if not isinstance(betting_state, dict):
+        raise ValueError(
+            "The 'betting_state' parameter must be a dict of arrays (the "
+            f"'betting_state' of a CertificationResult) or None. Got "
+            f"{type(betting_state).__name__} instead."
+        )
+    plan, state = unpack(betting_state)
+    if plan.members.shape[0] != n_inputs or plan.members.shape[2] != n_classes:
+        raise ValueError(
+            "The 'betting_state' parameter must hold one plan row per input and "
+            f"{n_classes} classes. Got a plan of shape {plan.members.shape} for "
+            f"{n_inputs} inputs instead."
+        )
+    fed = np.broadcast_to(np.asarray(state.n_draws), plan.valid.shape)[plan.valid]
+    if state.n != n or np.any(fed != n):
+        raise ValueError(
+            f"The 'betting_state' parameter must hold states fed the n={n} "
+            "estimation draws of every planned quantity."
+        )
+    return plan, state
+
+
+class _StateView:
+    """The stored states read for another plan's quantities (``index`` into them)."""
+
+    def __init__(self, state, index):
+        self.state, self.index = state, index
+
+    def bound(self, alpha):
+        return np.take_along_axis(self.state.bound(alpha), self.index, axis=1)
+
+
+def _match_quantities(new, old) -> NDArray[np.intp] | None:
+    """Where each quantity of plan ``new`` is in plan ``old`` (None: not all are).
+
+    A quantity matches when it sums the same classes and has the same side
+    (quantity 0 is the lower bound on the prediction, the others upper).
+    """
+    n_inputs, n_new, n_classes = new.members.shape
+    n_old = old.members.shape[1]
+    if old.members.shape[0] != n_inputs or old.members.shape[2] != n_classes:
+        return None
+    index = np.zeros((n_inputs, n_new), dtype=np.intp)
+    same_side = (np.arange(n_new)[:, None] == 0) == (np.arange(n_old)[None, :] == 0)
+    step = max(1, (1 << 24) // max(1, n_new * n_old * n_classes))
+    for i0 in range(0, n_inputs, step):  # chunks bound memory
+        i1 = min(n_inputs, i0 + step)
+        eq = np.all(
+            new.members[i0:i1, :, None, :] == old.members[i0:i1, None, :, :], axis=-1
+        )
+        eq &= old.valid[i0:i1, None, :] & same_side[None]
+        if not np.all(eq.any(axis=-1) | ~new.valid[i0:i1]):
+            return None
+        index[i0:i1] = np.argmax(eq, axis=-1)
+    return index
+
+
+def _betting_bounds(procedure, selection, stored, alpha: float, kind: str):
+    """The procedure's bounds from stored betting states, or None.
+
+    None when there are no states, when the procedure's interval is not a
+    :class:`~smoothlearn.intervals.BettingInterval` with the states'
+    truncations, when the procedure has no ``plan``, or when one of the
+    quantities it bounds (on its side) was not followed by a state.
+    """
+    from .intervals import BettingInterval
+
+    if stored is None:
+        return None
+    old_plan, state = stored
+    binomial = _procedure_binomial(procedure)
+    if not isinstance(binomial, BettingInterval):
+        return None
+    if not np.array_equal(binomial._caps(), state._caps):
+        return None
+    proc_kind = "multi" if kind == "margin" else kind
+    try:
+        plan = procedure.plan(selection, kind=proc_kind)
+    except NotImplementedError:
+        return None
+    if not np.array_equal(plan.prediction, old_plan.prediction):
+        return None
+    index = _match_quantities(plan, old_plan)
+    if index is None:
+        return None
+    return procedure.bound_from_states(
+        plan, _StateView(state, index), alpha, kind=proc_kind
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -486,6 +594,18 @@ class CertificationResult:
         from ``interval`` (a procedure without an interval is guaranteed only
         if it declares ``guaranteed = True``), so it survives :meth:`save` /
         :meth:`load` and follows :meth:`recertify`.
+    betting_state : dict of str to ndarray, or None
+        Soft results certified with a
+        :class:`~smoothlearn.intervals.BettingInterval`: the betting states
+        of the estimation draws of every quantity the procedure's
+        :meth:`~smoothlearn.intervals.MultiClassProcedure.plan` bounds,
+        packed with the plan as plain arrays with a leading input axis
+        (keys ``plan_prediction``, ``plan_members``, ``plan_valid``,
+        ``plan_n_bounds``, ``plan_kind`` and the
+        :meth:`~smoothlearn.intervals.BettingState.to_dict` arrays).  The
+        bounds come from them (:attr:`bounds_from_betting_state`) whenever
+        the procedure bounds quantities they followed; :meth:`recertify`
+        reads them at any ``alpha``.  None otherwise.
 
     Notes
     -----
@@ -543,6 +663,7 @@ class CertificationResult:
     temperature: NDArray[np.float64] | None = None
     radius_method: str = "paper"
     score_lipschitz: NDArray[np.float64] | None = None
+    betting_state: dict | None = None
 
     # The kind of result a file holds (meta["result_type"]); load() picks the
     # class of a file by it, through _RESULT_TYPES, so this module never
@@ -574,6 +695,7 @@ class CertificationResult:
         radius_method: str = "paper",
         score_map=None,
         temperature=None,
+        betting_state=None,
         _warn: bool = True,
         _stored_score_lipschitz=None,
         _stacklevel: int = 2,
@@ -630,6 +752,17 @@ class CertificationResult:
             Simplex map (``"softmax"``, ``"sparsemax"`` or ``"hardmax"``) and
             inverse temperature of each input (soft smoothing): they give the
             Lipschitz constant of each input's class score.
+        betting_state : dict of str to ndarray, default=None
+            Soft smoothing with a
+            :class:`~smoothlearn.intervals.BettingInterval`: the betting
+            states of the same ``n`` estimation draws, packed with their plan
+            (the :attr:`betting_state` of a result, or
+            ``BettingAccumulator.result()``).  The bounds are read from them
+            when the procedure's plan on ``selection`` bounds quantities they
+            followed, on the same side, with the same truncations; otherwise
+            (or with another interval) they come from the sufficient
+            statistics (for a betting interval, its order-free bound).
+            Stored in the result either way.
 
         Returns
         -------
@@ -689,6 +822,14 @@ class CertificationResult:
                 L_logits, n_inputs, estimation.shape[1], smoothing, score_map,
                 temperature,
             )  # fmt: skip
+        if betting_state is not None and smoothing != "soft":
+            raise ValueError(
+                "The 'betting_state' parameter needs smoothing='soft' (betting "
+                "states of [0, 1]-valued scores)."
+            )
+        stored = _check_betting_state(
+            betting_state, n_inputs, estimation.shape[1], int(n)
+        )
         if smoothing == "soft" and getattr(
             _procedure_binomial(procedure), "requires_counts", False
         ):
@@ -708,6 +849,7 @@ class CertificationResult:
             estimation_sq=None if smoothing == "hard" else estimation_sq,
             score_lipschitz=L,
             radius_method=radius_method,
+            bounds=_betting_bounds(procedure, selection, stored, alpha, kind),
         )
         abst = cert.abstained
         # once per call, pointing at the caller of from_statistics, recertify
@@ -737,9 +879,32 @@ class CertificationResult:
             temperature=temperature,
             radius_method=radius_method,
             score_lipschitz=L,
+            betting_state=None
+            if betting_state is None
+            else {k: np.asarray(v) for k, v in betting_state.items()},
         )
 
     # ------------------------------------------------------------------
+    @property
+    def bounds_from_betting_state(self) -> bool:
+        """Whether the bounds were read from :attr:`betting_state`.
+
+        True when the procedure's interval is a
+        :class:`~smoothlearn.intervals.BettingInterval` with the states'
+        truncations and every quantity its plan bounds was followed by a
+        state on the same side; False when the bounds come from the
+        sufficient statistics (for a betting interval, the order-free bound).
+        """
+        stored = _check_betting_state(
+            self.betting_state, self.n_inputs, self.estimation.shape[1], self.n
+        )
+        proc_kind = "multi" if self.kind == "margin" else self.kind
+        with np.errstate(all="ignore"):
+            b = _betting_bounds(
+                self.interval, self.selection, stored, self.alpha, proc_kind
+            )
+        return b is not None
+
     @property
     def n_inputs(self) -> int:
         """Number of certified inputs."""
@@ -775,6 +940,13 @@ class CertificationResult:
             a, b = getattr(self, f.name), getattr(other, f.name)
             if f.name == "interval":
                 if _encode_estimator(a) != _encode_estimator(b):
+                    return False
+            elif isinstance(a, dict) or isinstance(b, dict):
+                if not (isinstance(a, dict) and isinstance(b, dict)) or set(a) != set(
+                    b
+                ):
+                    return False
+                if not all(np.array_equal(a[k], b[k]) for k in a):
                     return False
             elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
                 a, b = np.asarray(a), np.asarray(b)
@@ -861,6 +1033,28 @@ class CertificationResult:
         the sum of squares, repeated runs on fresh noise) certify each of the
         ``J`` candidates at ``alpha / J``.  See :ref:`soundness-recertify`.
 
+        *Betting states.*  A soft result certified with a
+        :class:`~smoothlearn.intervals.BettingInterval` (the soft default)
+        keeps, in :attr:`betting_state`, the betting capital of the
+        estimation draws of every quantity its procedure planned on the
+        selection draws (the predicted class; with ``radius="multi"`` also
+        Bonferroni's other classes or CPM's buckets).  Bets are predictable,
+        so the capital gives a valid bound at every level: a new ``alpha``,
+        ``radius`` (``"mono"`` reads quantity 0 of any plan),
+        ``lipschitz`` or ``radius_method``, or another procedure whose plan
+        bounds only quantities that were followed (e.g. TopClass from a
+        Bonferroni result), is read from the states
+        (:attr:`bounds_from_betting_state` is True), without the model.
+        Where the states cannot serve (``radius="multi"`` from a
+        ``"mono"`` result with Bonferroni or CPM, CPM from Bonferroni or the
+        reverse when the buckets differ, a betting interval with other
+        truncations, a procedure without ``plan``), the bounds come from the
+        stored sums: for a betting interval its order-free bound (valid,
+        looser), for another interval that interval.  The tightest
+        (order-dependent) bounds for such a change need the model again:
+        certify with the new procedure.  The states are kept in the result
+        either way.
+
         Examples
         --------
         Two inputs certified with soft smoothing, one with softmax at ``t =
@@ -906,6 +1100,7 @@ class CertificationResult:
             else radius_method,
             score_map=self.score_map,
             temperature=self.temperature,
+            betting_state=self.betting_state,
             _stored_score_lipschitz=stored,
             _stacklevel=3,
         )
@@ -970,6 +1165,13 @@ class CertificationResult:
             estimation_sq=self.estimation_sq,
             **optional,
         )
+        if self.betting_state is not None:
+            arrays.update(
+                {
+                    _BETTING_PREFIX + k: np.asarray(v)
+                    for k, v in self.betting_state.items()
+                }
+            )
         return meta, arrays
 
     @classmethod
@@ -1076,6 +1278,12 @@ class CertificationResult:
             temperature=arrays.get("temperature"),
             radius_method=meta.get("radius_method", "paper"),
             score_lipschitz=score_lipschitz,
+            betting_state={
+                k[len(_BETTING_PREFIX) :]: v
+                for k, v in arrays.items()
+                if k.startswith(_BETTING_PREFIX)
+            }
+            or None,
         )
 
     def to_frame(self):

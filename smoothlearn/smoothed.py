@@ -137,8 +137,10 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         (torch/skorch: the module's raw outputs; scikit-learn:
         ``log(predict_proba)``) and bounds their means with a bounded-mean
         interval: ``interval=None`` then means
-        ``TopClass(binomial=EmpiricalBernstein())``, and a procedure whose
-        interval requires counts raises.
+        ``TopClass(binomial=BettingInterval())``, the tightest guaranteed
+        bound (from the estimation draws in their order, see
+        :ref:`betting`), and a procedure whose interval requires counts
+        raises.
     simplex_map : {"softmax", "sparsemax", "hardmax"}, default="softmax"
         The map ``S`` of soft smoothing (see :mod:`smoothlearn.soft`);
         ``"hardmax"`` is the one-hot argmax (hard counts, bounded as means).
@@ -900,11 +902,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return value
 
     def _soft_procedure(self):
-        """The multi-class procedure of soft smoothing (None: TopClass with EB)."""
-        from .intervals import EmpiricalBernstein, TopClass
+        """The multi-class procedure of soft smoothing (None: TopClass with betting)."""
+        from .intervals import BettingInterval, TopClass
 
         if self.interval is None:
-            return TopClass(binomial=EmpiricalBernstein())
+            return TopClass(binomial=BettingInterval())
         return _resolve_procedure(self.interval)
 
     def _soft_meta(self) -> dict:
@@ -978,23 +980,42 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         a hash of the (map, t) chosen from them, which a resumed run
         recomputes from the stored selection sums and the checkpoint checks.
         """
-        from .soft import _ChosenScoreSums
+        from .intervals import BettingInterval
+        from .result import _procedure_binomial
+        from .soft import _BettingScoreSums, _ChosenScoreSums
 
         s = self._soft_selection(X, checkpoint)
         procedure, L_logits = s.procedure, s.L_logits
         sums, chosen, maps, temps = s.sums, s.chosen, s.maps, s.temps
         rows = np.arange(X.shape[0])
+        selection = sums[chosen, rows]
+        statistic = _ChosenScoreSums(s.codes, temps)
+        binomial = _procedure_binomial(procedure)
+        plan = None
+        if isinstance(binomial, BettingInterval):
+            # the bounded quantities are fixed by the selection draws: follow
+            # each one's estimation draws in order (bound_from_states)
+            kind = "multi" if self.radius == "margin" else self.radius
+            try:
+                plan = procedure.plan(selection, kind=kind)
+            except NotImplementedError:  # a procedure without plan: sums only
+                plan = None
+            if plan is not None:
+                statistic = _BettingScoreSums(
+                    s.codes, temps, binomial, plan, self.n, self.alpha
+                )
         stats = self._gather(
             X,
-            [(STAGE_ESTIMATION, self.n, _ChosenScoreSums(s.codes, temps))],
+            [(STAGE_ESTIMATION, self.n, statistic)],
             "estimation",
             checkpoint,
             seed=s.root,
             meta=self._soft_meta(),
         )[STAGE_ESTIMATION]
         estimation, estimation_sq = stats["sums"], stats["sums_sq"]
+        betting_state = None if plan is None else statistic.betting_state(stats)
         return CertificationResult.from_statistics(
-            selection=sums[chosen, rows],
+            selection=selection,
             estimation=estimation,
             estimation_sq=estimation_sq,
             n0=self.n0,
@@ -1013,6 +1034,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             radius_method=self.radius_method,
             score_map=maps,
             temperature=temps,
+            betting_state=betting_state,
             _warn=False,
             _stacklevel=4,
         )

@@ -318,6 +318,113 @@ class _ChosenScoreSums(Statistic):
         acc["sums_sq"].index_add_(0, owner, s * s)
 
 
+class _BettingScoreSums(_ChosenScoreSums):
+    """Estimation statistic of soft smoothing with a betting interval.
+
+    The sums and sums of squares of :class:`_ChosenScoreSums`, plus, per
+    input, the :class:`~smoothlearn.intervals.BettingState` of every
+    quantity the procedure's ``plan`` bounds, fed with that input's draws in
+    draw order (the engine's contract), so the bounds can come from
+    ``bound_from_states``.  The state lives in the engine's per-input fields
+    (``betting_<key>``, the arrays of
+    :func:`~smoothlearn._betting_accumulator.pack` less the plan, which is a
+    function of the selection), so chunks, workers and checkpoints carry it
+    like any sum; ``betting_draws`` counts each input's draws so far (0: the
+    state is not initialised yet, the engine's zeros are replaced by a fresh
+    state at the input's first batch).  Memory is independent of ``n``.
+    """
+
+    def __init__(self, codes, temps, interval, plan, n: int, alpha: float):
+        from ._betting_accumulator import BettingAccumulator
+
+        super().__init__(codes, temps)
+        self.interval, self.plan = interval, plan
+        self.n, self.alpha = int(n), float(alpha)
+        fresh = BettingAccumulator(interval, self._rows(np.arange(1)), n, alpha)
+        self._shapes = {
+            k: (v.shape[1:], v.dtype)
+            for k, v in fresh.result().items()
+            if not k.startswith("plan_")
+        }
+        self.key = {
+            "statistic": "soft-betting",
+            "choice_sha256": self.key["choice_sha256"],
+            "plan_sha256": _hash_parameters(
+                plan.prediction, plan.members, plan.valid, plan.n_bounds
+            ),
+            "plan_kind": plan.kind,
+            "interval": repr(interval),
+            "n": self.n,
+            "alpha": self.alpha,
+        }
+
+    def _rows(self, idx):
+        from .intervals import BoundPlan
+
+        p = self.plan
+        return BoundPlan(
+            p.prediction[idx], p.members[idx], p.valid[idx], p.n_bounds[idx], p.kind
+        )
+
+    def fields(self, n_classes: int) -> dict:
+        out = super().fields(n_classes)
+        for key, (shape, dtype) in self._shapes.items():
+            out[f"betting_{key}"] = (shape, dtype)
+        out["betting_draws"] = ((), np.int64)
+        return out
+
+    def update(self, acc, output, owner, index) -> None:
+        from ._betting_accumulator import BettingAccumulator, pack_plan, unpack
+
+        s = _per_input_scores(output, self.codes, self.temps, index)
+        acc["sums"].index_add_(0, owner, s)
+        acc["sums_sq"].index_add_(0, owner, s * s)
+        own = owner.cpu().numpy()
+        glob = index.cpu().numpy()
+        local, first, local_rows = np.unique(
+            own, return_index=True, return_inverse=True
+        )
+        idx = glob[first]  # global input of each local row
+        draws = acc["betting_draws"][torch.as_tensor(local, device=owner.device)]
+        draws = draws.cpu().numpy()
+        arrays = {
+            k: acc[f"betting_{k}"][torch.as_tensor(local, device=owner.device)]
+            .cpu()
+            .numpy()
+            for k in self._shapes
+        }
+        new = draws == 0
+        if new.any():  # an input's first batch: a fresh state replaces the zeros
+            fresh = BettingAccumulator(
+                self.interval, self._rows(idx[new]), self.n, self.alpha
+            ).result()
+            for k in self._shapes:
+                arrays[k][new] = fresh[k]
+        arrays.update(pack_plan(self._rows(idx)))
+        plan, state = unpack(arrays)
+        accumulator = BettingAccumulator.__new__(BettingAccumulator)
+        accumulator.plan, accumulator.offset, accumulator.state = plan, 0, state
+        accumulator.n_draws = draws.copy()
+        accumulator.update(s.cpu().numpy(), local_rows.ravel())
+        result = accumulator.result()
+        where = torch.as_tensor(local, device=owner.device)
+        for k in self._shapes:
+            dst = acc[f"betting_{k}"]
+            dst[where] = torch.as_tensor(result[k], device=dst.device, dtype=dst.dtype)
+        counts = np.bincount(local_rows.ravel(), minlength=local.size)
+        acc["betting_draws"][where] += torch.as_tensor(
+            counts, device=owner.device, dtype=torch.int64
+        )
+
+    def betting_state(self, fields: dict) -> dict:
+        """The packed plan and state of every input, from the gathered fields."""
+        from ._betting_accumulator import pack_plan
+
+        out = {k: np.asarray(fields[f"betting_{k}"]) for k in self._shapes}
+        out.update(pack_plan(self.plan))
+        return out
+
+
 def _select_candidates(
     sums: NDArray,
     sums_sq: NDArray,

@@ -323,6 +323,7 @@ def test_recertify_lipschitz_leaves_hardmax_rows_at_cohen_issue17():
         estimation_sq=res.estimation_sq, n0=res.n0, n=res.n, sigma=sigma,
         alpha=alpha, interval=res.interval, smoothing="soft",
         score_map=res.score_map, temperature=res.temperature, lipschitz=a,
+        betting_state=res.betting_state,
     )  # fmt: skip
     np.testing.assert_array_equal(direct.radius, res.radius)
     # what the defect did: the logits' constant used as the class score's

@@ -20,7 +20,13 @@ from scipy.special import ndtri
 from scipy.stats import binom, norm
 
 from smoothlearn import SmoothedClassifier
-from smoothlearn.intervals import Bonferroni, EmpiricalBernstein, Hoeffding, TopClass
+from smoothlearn.intervals import (
+    BettingInterval,
+    Bonferroni,
+    EmpiricalBernstein,
+    Hoeffding,
+    TopClass,
+)
 from smoothlearn.sampling import STAGE_PREDICT, _root_seed, sample_statistics
 from smoothlearn.smoothed import _soft_predict_answered
 from smoothlearn.soft import _LogitAdapter
@@ -280,11 +286,23 @@ def test_soft_predict_interval_choice_and_refusal():
             np.testing.assert_array_equal(clf.predict(X), [1, 0])
 
 
+def _first_n_answering(interval, alpha=0.001):
+    """Smallest n whose all-ones margins bound above 1/2, by a linear scan."""
+    return next(
+        n for n in range(1, 10_000) if interval.lower(n, n, alpha, sum_sq=n) > 0.5
+    )
+
+
 @pytest.mark.parametrize(
     ("interval", "n_min"),
     [
         # 1 - 7 log(2 / alpha) / (3 (n - 1)) > 1/2  <=>  n > 1 + 14 log(2000) / 3
-        (None, int(np.floor(1 + 14 * np.log(2000) / 3)) + 1),
+        (
+            TopClass(binomial=EmpiricalBernstein()),
+            int(np.floor(1 + 14 * np.log(2000) / 3)) + 1,
+        ),
+        # the soft default, TopClass(BettingInterval()): its order-free bound
+        (None, _first_n_answering(BettingInterval())),
         # 1 - sqrt(log(1 / alpha) / (2 n)) > 1/2  <=>  n > 2 log(1000)
         (TopClass(binomial=Hoeffding()), int(np.floor(2 * np.log(1000))) + 1),
     ],
