@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ._inputs import InputSource
 from ._seeding import (  # noqa: F401  (re-exported: the stages and seeds)
     STAGE_ESTIMATION,
     STAGE_PREDICT,
@@ -131,8 +132,9 @@ def sample_statistics(
     ----------
     adapter : _BaseAdapter
         The base model (see :mod:`smoothlearn.models`).
-    X : ndarray of shape (n_inputs, \*input_shape)
-        The inputs, finite.
+    X : ndarray of shape (n_inputs, \*input_shape) or InputSource
+        The inputs, finite.  A data set (:class:`~smoothlearn.datasets.InputSource`)
+        is read one chunk at a time, each sampled as an array at its offset.
     n_draws : int
         Number of noisy draws per input, >= 1.
     sigma : float
@@ -206,6 +208,14 @@ def sample_statistics(
         raise ValueError(
             f"The 'score' parameter must be 'hard' or a callable. Got {score!r}."
         )
+    if isinstance(X, InputSource):  # a data set: one chunk in memory at a time
+        return X.map_chunks(
+            lambda chunk, start: sample_statistics(
+                adapter, chunk, n_draws, sigma, stage=stage, seed=seed,
+                batch_size=batch_size, score=score,
+                input_offset=input_offset + start, progress=progress,
+            )
+        )  # fmt: skip
     X = np.ascontiguousarray(X)
     keys = _input_keys(X)
     n_inputs = X.shape[0]

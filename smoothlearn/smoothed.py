@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._inputs import as_source, is_data_set
 from ._rounding import round_up
 from ._training import fit_base_model
 from .intervals import PROCEDURES
@@ -520,9 +521,14 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         self._validate_params()
         self._check_params()
-        X = validate_data(
-            self, X, reset=False, allow_nd=True, dtype=[np.float64, np.float32]
-        )
+        if is_data_set(X):
+            # a torch Dataset or DataLoader: read lazily, a chunk at a time;
+            # each loaded item is checked (shape, finite) as it arrives
+            X = as_source(X)
+        else:
+            X = validate_data(
+                self, X, reset=False, allow_nd=True, dtype=[np.float64, np.float32]
+            )
         if X.shape[1:] != self.input_shape_:
             raise ValueError(
                 f"X has inputs of shape {X.shape[1:]}, but SmoothedClassifier was "
@@ -1072,8 +1078,10 @@ def _check_fitted_input(clf: SmoothedClassifier, X: ArrayLike) -> NDArray:
 
     Returns
     -------
-    X : ndarray of shape (n_inputs, \\*input_shape)
-        Float64 or float32.
+    X : ndarray of shape (n_inputs, \\*input_shape) or InputSource
+        Float64 or float32; a torch Dataset or DataLoader comes back as a
+        lazily loaded :class:`~smoothlearn.datasets.InputSource` (its first
+        item's shape checked, the others checked as they are read).
     """
     return clf._validate_X(X)
 
