@@ -236,6 +236,8 @@ class InputSource:
         ``func`` returns a tuple of arrays of ``len(chunk)`` rows; the chunk
         is released before the next is loaded.
         """
+        if len(self) == 0:
+            return func(self._load(), 0)
         parts = [func(chunk, start) for start, chunk in self.iter_chunks()]
         return tuple(
             np.concatenate(column, axis=0) for column in zip(*parts, strict=True)
