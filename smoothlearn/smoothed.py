@@ -664,7 +664,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \*input_shape)
+        X : array-like of shape (n_inputs, \*input_shape), torch Dataset or DataLoader
+            The inputs; a map-style ``Dataset`` (items ``x``, ``(x,)`` or
+            ``(x, y)``) or a ``DataLoader`` over one (``shuffle=False``) is
+            read a chunk at a time, with the same results (see
+            :mod:`smoothlearn.datasets`).
 
         Returns
         -------
@@ -755,7 +759,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \*input_shape)
+        X : array-like of shape (n_inputs, \*input_shape), torch Dataset or DataLoader
+            The inputs; a map-style ``Dataset`` (items ``x``, ``(x,)`` or
+            ``(x, y)``) or a ``DataLoader`` over one (``shuffle=False``) is
+            read a chunk at a time, with the same results (see
+            :mod:`smoothlearn.datasets`).
 
         Returns
         -------
@@ -822,7 +830,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \\*input_shape)
+        X : array-like of shape (n_inputs, \\*input_shape), torch Dataset or DataLoader
+            The inputs; a map-style ``Dataset`` (items ``x``, ``(x,)`` or
+            ``(x, y)``) or a ``DataLoader`` over one (``shuffle=False``) is
+            read a chunk at a time, with the same results (see
+            :mod:`smoothlearn.datasets`).
         checkpoint : str or path-like, default=None
             File (``.npz``) where the counts of finished inputs are written
             atomically as the run goes (hard smoothing).  If it exists, the
@@ -1025,7 +1037,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \\*input_shape)
+        X : array-like of shape (n_inputs, \\*input_shape), torch Dataset or DataLoader
+            The inputs; a map-style ``Dataset`` (items ``x``, ``(x,)`` or
+            ``(x, y)``) or a ``DataLoader`` over one (``shuffle=False``) is
+            read a chunk at a time, with the same results (see
+            :mod:`smoothlearn.datasets`).
         y : array-like of shape (n_inputs,)
         sample_weight : array-like of shape (n_inputs,), default=None
 

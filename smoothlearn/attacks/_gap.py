@@ -160,8 +160,9 @@ def empirical_robust_accuracy(
     ----------
     clf : SmoothedClassifier
         Fitted; its base model must be a torch module or a skorch net.
-    X : array-like of shape (n_inputs, \*input_shape)
-        Inputs.
+    X : array-like of shape (n_inputs, \*input_shape), torch Dataset or DataLoader
+        Inputs; a data set is attacked a chunk at a time (see
+        :mod:`smoothlearn.datasets`).
     y : array-like of shape (n_inputs,)
         True labels.
     radius : float or array-like of shape (n_radii,), default=0.0
@@ -251,8 +252,9 @@ def empirical_robust_accuracy_curve(
     ----------
     clf : SmoothedClassifier
         Fitted; its base model must be a torch module or a skorch net.
-    X : array-like of shape (n_inputs, \\*input_shape)
-        Inputs.
+    X : array-like of shape (n_inputs, \\*input_shape), torch Dataset or DataLoader
+        Inputs; a data set is attacked a chunk at a time (see
+        :mod:`smoothlearn.datasets`).
     y : array-like of shape (n_inputs,)
         True labels.
     radii : array-like of shape (n_radii,)
@@ -479,10 +481,13 @@ def gap_report(
     ----------
     clf : SmoothedClassifier
         Fitted; its base model must be a torch module or a skorch net.
-    X : array-like of shape (n_inputs, \*input_shape)
-        Test inputs.
+    X : array-like of shape (n_inputs, \*input_shape), torch Dataset or DataLoader
+        Test inputs; a ``Dataset`` or ``DataLoader`` is certified and attacked
+        a chunk at a time, with the same results (see
+        :mod:`smoothlearn.datasets`).
     y : array-like of shape (n_inputs,)
-        Their true labels.
+        Their true labels (:func:`smoothlearn.datasets.targets` reads those
+        of a data set).
     radii : array-like of shape (n_radii,), default=(0.25, 0.5, 0.75, 1.0)
         l2 radii, >= 0.
     attack : SmoothAdvPGD or PGD, default=None
