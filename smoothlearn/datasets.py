@@ -183,9 +183,9 @@ def as_inputs(data, *, chunk_size: int | None = None) -> InputSource:
     >>> src.shape, src.dtype
     ((6, 2), dtype('float32'))
     >>> np.asarray(src[::2])
-    array([[ 0.,  1.],
-           [ 4.,  5.],
-           [ 8.,  9.]], dtype=float32)
+    array([[0., 1.],
+           [4., 5.],
+           [8., 9.]], dtype=float32)
     """
     return as_source(data, chunk_size)
 
