@@ -47,6 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._checkpoint import _Checkpoint, fingerprint_array, fingerprint_model
+from ._inputs import InputSource
 from .sampling import (
     HardCounts,
     ScoreSums,
@@ -246,8 +247,10 @@ def gather_fields(
         whatever joblib backend is configured; the first adapter stands for
         the model in the checkpoint.  An ``"auto"`` memory format is
         resolved once, on the first adapter, and given to all.
-    X : ndarray of shape (n_inputs, \*input_shape)
-        The inputs (validated by the caller).
+    X : ndarray of shape (n_inputs, \*input_shape) or InputSource
+        The inputs (validated by the caller).  A data set
+        (:class:`~smoothlearn.datasets.InputSource`) is loaded one chunk at a
+        time, in chunks of at most its ``chunk_size`` inputs.
     stages : list of tuple
         ``(stage, n_draws, score)`` or ``(stage, n_draws, score, score_key)``
         per sampling stage (e.g. selection with ``n0`` draws, then estimation
@@ -361,7 +364,8 @@ def gather_fields(
             f"{len(adapters)} adapters (one worker per device). Got {n_jobs!r} "
             "instead."
         )
-    X = np.asarray(X)
+    if not isinstance(X, InputSource):  # a data set stays lazy: chunks load it
+        X = np.asarray(X)
     if X.ndim < 1:
         raise ValueError("The 'X' parameter must have shape (n_inputs, ...).")
     n_inputs = int(X.shape[0])
@@ -377,6 +381,8 @@ def gather_fields(
         chunk_size = _default_chunk_size(
             n_inputs, draws_per_input, n_workers, checkpoint is not None
         )
+        if isinstance(X, InputSource):  # memory bounded by the source's chunk
+            chunk_size = min(chunk_size, X.chunk_size)
     bounds = _chunk_bounds(n_inputs, int(chunk_size))
 
     ckpt = None

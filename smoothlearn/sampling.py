@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ._inputs import InputSource
 from ._seeding import (  # noqa: F401  (re-exported: the stages and seeds)
     STAGE_ESTIMATION,
     STAGE_PREDICT,
@@ -248,8 +249,9 @@ def sample_statistics(
     ----------
     adapter : _BaseAdapter
         The base model (see :mod:`smoothlearn.models`).
-    X : ndarray of shape (n_inputs, \*input_shape)
-        The inputs, finite.
+    X : ndarray of shape (n_inputs, \*input_shape) or InputSource
+        The inputs, finite.  A data set (:class:`~smoothlearn.datasets.InputSource`)
+        is read one chunk at a time, each sampled as an array at its offset.
     n_draws : int
         Number of noisy draws per input, >= 1.
     sigma : float
@@ -385,6 +387,19 @@ def accumulate(
             "A statistic's 'output' must be 'classes', 'scores' or 'logits'. Got "
             f"{output!r} instead."
         )
+    if isinstance(X, InputSource):  # a data set: one chunk in memory at a time
+        names = list(statistic.fields(int(adapter.n_classes)))
+        columns = X.map_chunks(
+            lambda chunk, start: tuple(
+                accumulate(
+                    adapter, chunk, n_draws, sigma, statistic, stage=stage,
+                    seed=seed, batch_size=batch_size,
+                    input_offset=input_offset + start, progress=progress,
+                )[name]
+                for name in names
+            )
+        )  # fmt: skip
+        return dict(zip(names, columns, strict=True))
     X = np.ascontiguousarray(X)
     keys = _input_keys(X)
     n_inputs = X.shape[0]

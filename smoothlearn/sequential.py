@@ -982,7 +982,9 @@ class SequentialCertifier(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \\*input_shape)
+        X : array-like of shape (n_inputs, \\*input_shape), torch Dataset or DataLoader
+            A ``Dataset`` or ``DataLoader`` is read a chunk at a time, once per
+            round, with the same results (see :mod:`smoothlearn.datasets`).
 
         Returns
         -------

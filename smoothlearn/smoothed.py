@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._inputs import as_source, is_data_set
 from ._rounding import round_up
 from ._training import fit_base_model
 from .intervals import PROCEDURES
@@ -521,9 +522,14 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         self._validate_params()
         self._check_params()
-        X = validate_data(
-            self, X, reset=False, allow_nd=True, dtype=[np.float64, np.float32]
-        )
+        if is_data_set(X):
+            # a torch Dataset or DataLoader: read lazily, a chunk at a time;
+            # each loaded item is checked (shape, finite) as it arrives
+            X = as_source(X)
+        else:
+            X = validate_data(
+                self, X, reset=False, allow_nd=True, dtype=[np.float64, np.float32]
+            )
         if X.shape[1:] != self.input_shape_:
             raise ValueError(
                 f"X has inputs of shape {X.shape[1:]}, but SmoothedClassifier was "
@@ -664,7 +670,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \*input_shape)
+        X : array-like of shape (n_inputs, \*input_shape), torch Dataset or DataLoader
+            The inputs; a map-style ``Dataset`` (items ``x``, ``(x,)`` or
+            ``(x, y)``) or a ``DataLoader`` over one (``shuffle=False``) is
+            read a chunk at a time, with the same results (see
+            :mod:`smoothlearn.datasets`).
 
         Returns
         -------
@@ -755,7 +765,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \*input_shape)
+        X : array-like of shape (n_inputs, \*input_shape), torch Dataset or DataLoader
+            The inputs; a map-style ``Dataset`` (items ``x``, ``(x,)`` or
+            ``(x, y)``) or a ``DataLoader`` over one (``shuffle=False``) is
+            read a chunk at a time, with the same results (see
+            :mod:`smoothlearn.datasets`).
 
         Returns
         -------
@@ -811,7 +825,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \\*input_shape)
+        X : array-like of shape (n_inputs, \\*input_shape), torch Dataset or DataLoader
+            The inputs; a map-style ``Dataset`` (items ``x``, ``(x,)`` or
+            ``(x, y)``) or a ``DataLoader`` over one (``shuffle=False``) is
+            read a chunk at a time, with the same results (see
+            :mod:`smoothlearn.datasets`).
         checkpoint : str or path-like, default=None
             File (``.npz``) where the statistics of finished inputs are
             written atomically as the run goes.  If it exists, the run
@@ -1048,7 +1066,11 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, \\*input_shape)
+        X : array-like of shape (n_inputs, \\*input_shape), torch Dataset or DataLoader
+            The inputs; a map-style ``Dataset`` (items ``x``, ``(x,)`` or
+            ``(x, y)``) or a ``DataLoader`` over one (``shuffle=False``) is
+            read a chunk at a time, with the same results (see
+            :mod:`smoothlearn.datasets`).
         y : array-like of shape (n_inputs,)
         sample_weight : array-like of shape (n_inputs,), default=None
 
@@ -1128,8 +1150,10 @@ def _check_fitted_input(clf: SmoothedClassifier, X: ArrayLike) -> NDArray:
 
     Returns
     -------
-    X : ndarray of shape (n_inputs, \\*input_shape)
-        Float64 or float32.
+    X : ndarray of shape (n_inputs, \\*input_shape) or InputSource
+        Float64 or float32; a torch Dataset or DataLoader comes back as a
+        lazily loaded :class:`~smoothlearn.datasets.InputSource` (its first
+        item's shape checked, the others checked as they are read).
     """
     return clf._validate_X(X)
 

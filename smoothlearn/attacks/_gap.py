@@ -24,6 +24,7 @@ from numbers import Integral
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._inputs import InputSource
 from ..metrics import certified_accuracy
 from ..result import CertificationResult
 from ..smoothed import _check_fitted_input
@@ -99,11 +100,42 @@ def _robust_mask(clf, X, y, radii, attack, n_predict=None) -> NDArray[np.bool_]:
     X = _check_fitted_input(clf, X)
     y = np.asarray(y)
     _class_index(clf, y, X.shape[0])
+    if isinstance(X, InputSource):
+        # A data set, a chunk at a time: the attack's noise is keyed by its
+        # chunks' global positions and PREDICT's by the inputs' values, so
+        # chunks that are whole multiples of the attack's give the same mask.
+        adapter = _check_smoothed(clf, "empirical_robust_accuracy")
+        step = attack._chunk(clf)
+        size = step * max(1, X.chunk_size // step)
+        return np.concatenate(
+            [
+                _robust_columns(
+                    clf, judge, chunk, y[start : start + len(chunk)], radii,
+                    attack, adapter, start,
+                )
+                for start, chunk in X.iter_chunks(size)
+            ],
+            axis=0,
+        )  # fmt: skip
     ok = np.asarray(judge.predict(X) == y, dtype=bool)
     columns = []
     for r in radii:
         if r > 0.0:
             X_adv = attack.generate(clf, X, y, radius=float(r))
+            ok = ok & np.asarray(judge.predict(X_adv) == y, dtype=bool)
+        columns.append(ok)
+    return np.stack(columns, axis=1)
+
+
+def _robust_columns(clf, judge, X, y, radii, attack, adapter, offset):
+    """:func:`_robust_mask` of the loaded chunk ``X``, at global position ``offset``."""
+    attack._validate_params()
+    target = _class_index(clf, y, X.shape[0])
+    ok = np.asarray(judge.predict(X) == y, dtype=bool)
+    columns = []
+    for r in radii:
+        if r > 0.0:
+            X_adv = attack._attack(clf, adapter, X, target, float(r), offset)
             ok = ok & np.asarray(judge.predict(X_adv) == y, dtype=bool)
         columns.append(ok)
     return np.stack(columns, axis=1)
@@ -128,8 +160,9 @@ def empirical_robust_accuracy(
     ----------
     clf : SmoothedClassifier
         Fitted; its base model must be a torch module or a skorch net.
-    X : array-like of shape (n_inputs, \*input_shape)
-        Inputs.
+    X : array-like of shape (n_inputs, \*input_shape), torch Dataset or DataLoader
+        Inputs; a data set is attacked a chunk at a time (see
+        :mod:`smoothlearn.datasets`).
     y : array-like of shape (n_inputs,)
         True labels.
     radius : float or array-like of shape (n_radii,), default=0.0
@@ -219,8 +252,9 @@ def empirical_robust_accuracy_curve(
     ----------
     clf : SmoothedClassifier
         Fitted; its base model must be a torch module or a skorch net.
-    X : array-like of shape (n_inputs, \\*input_shape)
-        Inputs.
+    X : array-like of shape (n_inputs, \\*input_shape), torch Dataset or DataLoader
+        Inputs; a data set is attacked a chunk at a time (see
+        :mod:`smoothlearn.datasets`).
     y : array-like of shape (n_inputs,)
         True labels.
     radii : array-like of shape (n_radii,)
@@ -447,10 +481,13 @@ def gap_report(
     ----------
     clf : SmoothedClassifier
         Fitted; its base model must be a torch module or a skorch net.
-    X : array-like of shape (n_inputs, \*input_shape)
-        Test inputs.
+    X : array-like of shape (n_inputs, \*input_shape), torch Dataset or DataLoader
+        Test inputs; a ``Dataset`` or ``DataLoader`` is certified and attacked
+        a chunk at a time, with the same results (see
+        :mod:`smoothlearn.datasets`).
     y : array-like of shape (n_inputs,)
-        Their true labels.
+        Their true labels (:func:`smoothlearn.datasets.targets` reads those
+        of a data set).
     radii : array-like of shape (n_radii,), default=(0.25, 0.5, 0.75, 1.0)
         l2 radii, >= 0.
     attack : SmoothAdvPGD or PGD, default=None

@@ -200,9 +200,19 @@ class _BaseAttack(BaseEstimator):
         """
         self._validate_params()
         adapter = _check_smoothed(clf, type(self).__name__)
-        X = _check_fitted_input(clf, X)
+        # a data set is loaded whole: the adversarial copies are as large
+        X = np.asarray(_check_fitted_input(clf, X))
         radius = _check_radius(radius)
         target = _class_index(clf, y, X.shape[0])
+        return self._attack(clf, adapter, X, target, radius)
+
+    def _attack(self, clf, adapter, X, target, radius, offset=0):
+        """``generate`` on validated ``X``, whose first input is at position ``offset``.
+
+        The attack's noise of a chunk is keyed by its global position, so
+        attacking ``X[a:b]`` with ``offset=a`` (``a`` a multiple of
+        :meth:`_chunk`) gives rows ``a:b`` of attacking ``X``.
+        """
         if radius == 0.0 or X.shape[0] == 0:
             return X.copy()
         step_size = self._default_step(radius)
@@ -217,7 +227,7 @@ class _BaseAttack(BaseEstimator):
                 x = torch.from_numpy(np.ascontiguousarray(X[start:stop]))
                 x = x.to(device, dtype)
                 t = torch.from_numpy(target[start:stop]).to(device)
-                loss_fn = self._loss(clf, log_proba, t, root, start)
+                loss_fn = self._loss(clf, log_proba, t, root, offset + start)
                 x_adv = _pgd(loss_fn, x, radius, self.n_steps, step_size)
                 out[start:stop] = x_adv.cpu().numpy().astype(X.dtype, copy=False)
         return out
