@@ -123,7 +123,8 @@ def test_smoke_rows_are_recertified_from_one_set_of_counts(protocol, tmp_path):
     y = np.where(np.arange(3) % 2 == 0, clean, (clean + 1) % 10)
     direct = (
         SmoothedClassifier(model, sigma=0.25, n0=10, n=100, alpha=0.001,
-                           batch_size=400, random_state=0)
+                           batch_size=400, random_state=0,
+                           memory_format="contiguous")
         .fit(X, y)
         .certify(X)
     )  # fmt: skip
@@ -185,7 +186,8 @@ def test_lipschitz_rows_on_a_model_bounded_today(protocol, tmp_path):
         SmoothedClassifier(model, sigma=0.25, n0=10, n=200, alpha=0.001,
                            smoothing="soft", simplex_map="softmax", temperature=20,
                            interval=ClassPartitioning(EmpiricalBernstein()),
-                           radius="multi", lipschitz=L, batch_size=400, random_state=0)
+                           radius="multi", lipschitz=L, batch_size=400, random_state=0,
+                           memory_format="contiguous")
         .fit(X, y)
         .certify(X)
     )  # fmt: skip
@@ -347,7 +349,8 @@ def test_real_path_on_local_data_and_a_checkpoint(
     with pytest.warns(UserWarning, match="md5"):
         summary = _run(protocol, tmp_path, "--root", root, "--checkpoint-dir",
                        checkpoint_dir, "--sigma", "0.25", "--n0", 10, "--n", 100,
-                       "--max-images", 2, "--device", "cpu", "--hard-only")  # fmt: skip
+                       "--max-images", 2, "--device", "cpu", "--hard-only",
+                       "--memory-format", "contiguous")  # fmt: skip
     (sig,) = summary["sigmas"]
     ckpt = checkpoint_dir / "models/cifar10/resnet110/noise_0.25/checkpoint.pth.tar"
     assert sig["run"]["model"] == str(ckpt)
@@ -355,7 +358,8 @@ def test_real_path_on_local_data_and_a_checkpoint(
     X = data[[0, 20]].reshape(2, 3, 32, 32).astype(np.float32) / np.float32(255)
     direct = (
         SmoothedClassifier(load_checkpoint(ckpt), sigma=0.25, n0=10, n=100,
-                           alpha=0.001, batch_size=400, random_state=0)
+                           alpha=0.001, batch_size=400, random_state=0,
+                           memory_format="contiguous")
         .fit(X, labels[[0, 20]])
         .certify(X)
     )  # fmt: skip
