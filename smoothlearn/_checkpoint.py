@@ -13,7 +13,10 @@ Three pieces, used by :mod:`smoothlearn._parallel` and meant to be reused by
   the old file or the new one, never a torn one;
 * :class:`_Checkpoint` keeps the per-chunk statistics of a certification run
   on disk, with a fingerprint of everything that determines them, so a
-  killed run resumes with the same call and a different run is refused.
+  killed run resumes with the same call and a different run is refused; a
+  chunk of one input may be stored part-way (its fields over the draws done
+  and the state of its noise generator), so an input longer than the
+  flushing interval resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -260,8 +263,15 @@ class _Checkpoint:
     of shape ``(n_chunks,)``.  Rows of chunks not done are zero and never
     read.
 
-    Use :meth:`open`, then :meth:`pending`, :meth:`record` after every chunk,
-    and :meth:`statistics` at the end.
+    A chunk of one input may also be stored part-way
+    (:meth:`record_partial`): ``meta["partial"]`` then holds ``{"chunk": c,
+    "draws": {stage: draws done}}``, the input's rows hold the fields
+    accumulated over those draws and ``state_s`` the noise generator's state
+    after them (for each stage not finished), so a resumed run continues
+    the input's draws where they stopped.  Recording the chunk clears it.
+
+    Use :meth:`open`, then :meth:`record_partial` and :meth:`record` as
+    chunks progress, and :meth:`statistics` at the end.
     """
 
     def __init__(self, path, meta, arrays):
@@ -352,6 +362,20 @@ class _Checkpoint:
                         raise ValueError(
                             f"array '{name}_{stage}' has shape {arr.shape}"
                         )
+            partial = meta.get("partial")
+            if partial is not None:
+                chunk = int(partial["chunk"])
+                if (
+                    not 0 <= chunk < len(bounds) - 1
+                    or bounds[chunk + 1] - bounds[chunk] != 1
+                ):
+                    raise ValueError("a partial chunk that is not one input")
+                for key, draws in partial["draws"].items():
+                    if not 0 < int(draws) <= int(meta["stages"][key]["n_draws"]):
+                        raise ValueError(f"a partial stage {key} of {draws} draws")
+                    unfinished = int(draws) < int(meta["stages"][key]["n_draws"])
+                    if unfinished and arrays[f"state_{key}"].dtype != np.uint8:
+                        raise ValueError(f"array 'state_{key}' is not uint8")
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(
                 f"The checkpoint file {path!r} is not a valid smoothlearn checkpoint "
@@ -414,12 +438,72 @@ class _Checkpoint:
 
     def record(self, chunk: int, stats: dict[int, dict[str, NDArray]]) -> None:
         """Store the fields of one chunk's stages and rewrite the file atomically."""
-        start, stop = self.meta["bounds"][chunk], self.meta["bounds"][chunk + 1]
-        for stage, fields in stats.items():
-            for name, value in fields.items():
-                self.arrays[f"{name}_{stage}"][start:stop] = value
-            self.arrays[f"done_{stage}"][chunk] = True
+        self.record_many([(chunk, stats)])
+
+    def record_many(self, items) -> None:
+        """:meth:`record` for several ``(chunk, stats)`` pairs, with one write."""
+        for chunk, stats in items:
+            start, stop = self.meta["bounds"][chunk], self.meta["bounds"][chunk + 1]
+            for stage, fields in stats.items():
+                for name, value in fields.items():
+                    self.arrays[f"{name}_{stage}"][start:stop] = value
+                self.arrays[f"done_{stage}"][chunk] = True
+            partial = self.meta.get("partial")
+            if partial is not None and partial["chunk"] == chunk:
+                self._clear_partial()
         self._write()
+
+    def _clear_partial(self) -> None:
+        self.meta.pop("partial", None)
+        for name in [k for k in self.arrays if k.startswith("state_")]:
+            del self.arrays[name]
+
+    def record_partial(
+        self,
+        chunk: int,
+        progress: dict[int, tuple[int, dict[str, NDArray], NDArray | None]],
+    ) -> None:
+        """Store a one-input chunk part-way and rewrite the file atomically.
+
+        Parameters
+        ----------
+        chunk : int
+            A chunk of one input, not done in the stages of ``progress``.
+        progress : dict of int to (int, dict, ndarray or None)
+            Per stage begun: the draws done, the fields over them and the
+            generator state after them (None once the stage's draws are all
+            done).
+        """
+        self._clear_partial()
+        row = self.meta["bounds"][chunk]
+        draws = {}
+        for stage, (done, fields, state) in progress.items():
+            for name, value in fields.items():
+                self.arrays[f"{name}_{stage}"][row : row + 1] = value
+            if state is not None:
+                self.arrays[f"state_{stage}"] = np.asarray(state, dtype=np.uint8)
+            draws[str(int(stage))] = int(done)
+        self.meta["partial"] = {"chunk": int(chunk), "draws": draws}
+        self._write()
+
+    def partial(self, chunk: int) -> dict[int, tuple[int, dict, NDArray | None]]:
+        """What :meth:`record_partial` stored for ``chunk`` (empty if nothing)."""
+        partial = self.meta.get("partial")
+        if partial is None or partial["chunk"] != chunk:
+            return {}
+        row = self.meta["bounds"][chunk]
+        out = {}
+        for key, done in partial["draws"].items():
+            stage, spec = int(key), self.meta["stages"][key]
+            fields = {
+                name: self.arrays[f"{name}_{stage}"][row : row + 1].copy()
+                for name in _stage_fields(spec, self.meta["n_classes"])
+            }
+            state = None
+            if int(done) < int(spec["n_draws"]):
+                state = self.arrays[f"state_{stage}"].copy()
+            out[stage] = (int(done), fields, state)
+        return out
 
     def statistics(self, stage: int) -> dict[str, NDArray]:
         """Every field of ``stage`` over all inputs (copies)."""

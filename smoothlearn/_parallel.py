@@ -32,6 +32,13 @@ atomically to ``path`` as they arrive (see :mod:`smoothlearn._checkpoint`); the
 same call resumes a killed run, computing only the chunks not yet stored, and
 a checkpoint written by a different run (other data, model, noise level,
 seed, number of draws...) is refused.
+
+A serial run with a checkpoint writes it by time, about every
+``checkpoint_every`` seconds: it sizes its units of work by the throughput
+it measures, and stores an input whose own draws take longer part-way, with
+its noise generator's state, so a killed run loses about
+``checkpoint_every`` seconds of work however long one input is, and resumes
+bit-identically (see ``_timed_serial``).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from __future__ import annotations
 import math
 import numbers
 import queue
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from os import PathLike
@@ -62,6 +70,11 @@ __all__ = ["gather_fields", "gather_statistics"]
 #: Upper bound on the noisy samples of one chunk when checkpointing: what a
 #: killed run can lose (about 1000 forward batches of 1024).
 _CHECKPOINT_DRAWS = 2**20
+
+#: With a checkpoint, the largest share of a serial run's time spent writing
+#: the file: a file so large that a write takes more than this share of
+#: ``checkpoint_every`` is written less often (0: no such limit).
+_MAX_WRITE_SHARE = 0.1
 
 #: Chunks per worker when running in parallel (load balancing).
 _CHUNKS_PER_WORKER = 4
@@ -171,6 +184,129 @@ def _default_chunk_size(
     return max(1, size)
 
 
+def _timed_serial(
+    adapter, X, bounds, todo, ckpt, sigma, seed, batch_size, progress, every, group
+):
+    """Compute ``todo`` serially, writing ``ckpt`` about every ``every`` seconds.
+
+    Units of work are sized by the throughput measured so far (noisy rows
+    per second) to take about ``every`` seconds: consecutive chunks needing
+    the same stages are grouped (only if ``group``), and a chunk of one
+    input whose draws take longer is run in segments of whole noise blocks
+    (:func:`~smoothlearn.sampling.accumulate`'s ``_segment``), each stored
+    part-way (:meth:`_Checkpoint.record_partial`) with the generator state,
+    so a killed run loses about ``every`` seconds of work and resumes
+    exactly.  The first unit is one chunk, its first segment about one batch.
+
+    Yields ``(chunk, stats)`` of every finished chunk, after it is stored.
+    """
+    from .sampling import _BLOCK_SIZE
+
+    first_segment = -(-batch_size // _BLOCK_SIZE) * _BLOCK_SIZE
+    rate = None  # noisy rows per second, measured
+    last_rows = first_segment
+    write_s = 0.0  # seconds of the last write of the file
+
+    def budget():
+        # The rows of about `every` seconds (longer if writing the file
+        # would take more than _MAX_WRITE_SHARE of the time), at most 8 times
+        # the last unit's: a rate measured on little work is noisy.
+        if rate is None:
+            return first_segment
+        interval = max(every, write_s / _MAX_WRITE_SHARE) if _MAX_WRITE_SHARE else every
+        return max(1, min(int(rate * interval), 8 * last_rows))
+
+    def write(method, *args):
+        nonlocal write_s
+        tic = time.perf_counter()
+        method(*args)
+        write_s = time.perf_counter() - tic
+
+    def rows_of(c, need):
+        return int(bounds[c + 1] - bounds[c]) * sum(n for _, n, _ in need)
+
+    k = 0
+    while k < len(todo):
+        c, need = todo[k]
+        size = int(bounds[c + 1] - bounds[c])
+        if size == 1 and (rows_of(c, need) > budget() or ckpt.partial(c)):
+            # One input, in segments of whole noise blocks.
+            i = int(bounds[c])
+            x = np.array(X[i : i + 1])
+            state_of = ckpt.partial(c)
+            stats = {}
+            for stage, n_draws, statistic in need:
+                done, fields, state = state_of.get(stage, (0, None, None))
+                while done < n_draws:
+                    seg = max(_BLOCK_SIZE, budget() // _BLOCK_SIZE * _BLOCK_SIZE)
+                    stop = min(n_draws, done + seg)
+                    segment = {"start": done, "stop": stop, "state": state}
+                    segment["init"] = fields
+                    tic = time.perf_counter()
+                    fields = accumulate(
+                        adapter,
+                        x,
+                        n_draws,
+                        sigma,
+                        statistic,
+                        stage=stage,
+                        seed=seed,
+                        batch_size=batch_size,
+                        input_offset=i,
+                        _segment=segment,
+                    )
+                    elapsed = time.perf_counter() - tic
+                    last_rows = stop - done
+                    rate = last_rows / max(elapsed, 1e-9)
+                    done, state = stop, segment["state"]
+                    state_of[stage] = (done, fields, state if done < n_draws else None)
+                    if done < n_draws:
+                        write(ckpt.record_partial, c, state_of)
+                stats[stage] = fields
+                state_of[stage] = (n_draws, fields, None)
+            write(ckpt.record, c, stats)
+            if progress is not None:
+                progress(1)
+            yield c, stats
+            k += 1
+            continue
+        # Consecutive chunks needing the same stages, within the budget.
+        stages_of = [s for s, _, _ in need]
+        end, rows = k + 1, rows_of(c, need)
+        while (
+            group
+            and rate is not None
+            and end < len(todo)
+            and todo[end][0] == todo[end - 1][0] + 1
+            and [s for s, _, _ in todo[end][1]] == stages_of
+            and rows + rows_of(*todo[end]) <= budget()
+        ):
+            rows += rows_of(*todo[end])
+            end += 1
+        start, stop = int(bounds[c]), int(bounds[todo[end - 1][0] + 1])
+        tic = time.perf_counter()
+        stats = _compute_chunk(
+            adapter, X, start, stop, need, sigma, seed, batch_size, progress
+        )
+        elapsed = time.perf_counter() - tic
+        last_rows, rate = rows, rows / max(elapsed, 1e-9)
+        items = []
+        for cc, _ in todo[k:end]:
+            lo, hi = int(bounds[cc]) - start, int(bounds[cc + 1]) - start
+            items.append(
+                (
+                    cc,
+                    {
+                        st: {name: v[lo:hi] for name, v in fields.items()}
+                        for st, fields in stats.items()
+                    },
+                )
+            )
+        write(ckpt.record_many, items)
+        yield from items
+        k = end
+
+
 def _compute_chunk(
     adapter, X, start, stop, stages, sigma, seed, batch_size, progress, tag=None
 ):
@@ -234,6 +370,7 @@ def gather_fields(
     checkpoint_meta: dict | None = None,
     seed_from_checkpoint: bool = False,
     progress: Callable[[int], object] | None = None,
+    checkpoint_every: float = 10.0,
 ) -> dict[int, dict[str, NDArray]]:
     r"""Monte-Carlo statistics of many inputs, in parallel and checkpointed.
 
@@ -273,10 +410,12 @@ def gather_fields(
         not change the result.
     chunk_size : int, default=None
         Inputs per chunk.  None: all inputs in one chunk when serial without
-        checkpoint, else about four chunks per worker, and with a checkpoint
-        at most ``2**20`` noisy samples per chunk (the most a killed run
-        loses).  An existing checkpoint keeps its own chunks.  Does not
-        change the result.
+        checkpoint; serial with a checkpoint, one chunk per input in the
+        file, computed in units of about ``checkpoint_every`` seconds; in
+        parallel, about four chunks per worker, with a checkpoint at most
+        ``2**20`` noisy samples per chunk (the most a killed run loses).  An
+        existing checkpoint keeps its own chunks.  A given ``chunk_size`` is
+        computed chunk by chunk.  Does not change the result.
     checkpoint : str or path-like, default=None
         File (``.npz``, used as given) holding the statistics of the finished
         chunks, rewritten atomically after each one.  If it exists, the run
@@ -296,6 +435,13 @@ def gather_fields(
         ``random_state=None``: the resumed run continues the same noise).
     progress : callable, default=None
         Called with the number of inputs newly completed (all stages).
+    checkpoint_every : float, default=10.0
+        Serial runs with a checkpoint: about how many seconds of work a
+        killed run may lose.  Units of work are sized by the measured
+        throughput, and a chunk of one input whose draws take longer is
+        stored part-way (the fields over the draws done and its noise
+        generator's state), so resuming is exact.  Does not change the
+        result; ignored without a checkpoint or in parallel.
 
     Returns
     -------
@@ -349,6 +495,15 @@ def gather_fields(
             "The 'chunk_size' parameter must be an int >= 1 or None. Got "
             f"{chunk_size!r} instead."
         )
+    if (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, numbers.Real)
+        or not 0 < checkpoint_every < math.inf
+    ):
+        raise ValueError(
+            "The 'checkpoint_every' parameter must be a float > 0 (seconds). Got "
+            f"{checkpoint_every!r} instead."
+        )
     if checkpoint is not None and not isinstance(checkpoint, str | PathLike):
         raise ValueError(
             "The 'checkpoint' parameter must be a file path (str or path-like) or "
@@ -377,6 +532,11 @@ def gather_fields(
     from joblib import effective_n_jobs
 
     n_workers = len(adapters) if len(adapters) > 1 else effective_n_jobs(n_jobs)
+    # Serial with a checkpoint and free chunking: one chunk per input in
+    # the file, computed in units of about `checkpoint_every` seconds.
+    group = chunk_size is None and checkpoint is not None and n_workers == 1
+    if group:
+        chunk_size = 1
     if chunk_size is None:
         chunk_size = _default_chunk_size(
             n_inputs, draws_per_input, n_workers, checkpoint is not None
@@ -444,12 +604,12 @@ def gather_fields(
     if finished and progress is not None:
         progress(finished)
 
-    def store(c: int, stats: dict) -> None:
+    def store(c: int, stats: dict, record: bool = True) -> None:
         start, stop = bounds[c], bounds[c + 1]
         for stage, fields in stats.items():
             for name, value in fields.items():
                 results[stage][name][start:stop] = value
-        if ckpt is not None:
+        if ckpt is not None and record:
             ckpt.record(c, stats)
 
     # One layout for the whole run, chosen here: workers in other processes
@@ -470,7 +630,22 @@ def gather_fields(
     with ExitStack() as stack:
         for each in adapters:
             stack.enter_context(each.evaluating())
-        if n_workers == 1 or len(todo) <= 1:
+        if ckpt is not None and (n_workers == 1 or len(todo) <= 1):
+            for c, stats in _timed_serial(
+                adapter,
+                X,
+                bounds,
+                todo,
+                ckpt,
+                sigma,
+                seed,
+                batch_size,
+                progress,
+                float(checkpoint_every),
+                group,
+            ):
+                store(c, stats, record=False)
+        elif n_workers == 1 or len(todo) <= 1:
             for c, need in todo:
                 stats = _compute_chunk(
                     adapter,

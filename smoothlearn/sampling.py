@@ -344,6 +344,7 @@ def accumulate(
     batch_size: int = 1024,
     input_offset: int = 0,
     progress: Callable[[int], object] | None = None,
+    _segment: dict | None = None,
 ) -> dict[str, NDArray]:
     r"""Accumulate a :class:`Statistic` over ``n_draws`` noisy copies of each input.
 
@@ -367,6 +368,19 @@ def accumulate(
     input_offset : int, default=0
         Global position of ``X[0]``: ``update`` receives ``index = owner +
         input_offset`` to look up per-input parameters.
+    _segment : dict, default=None
+        Private (checkpoints of :mod:`smoothlearn._parallel`): run only draws
+        ``start:stop`` of the single input of ``X``, where ``start`` is a
+        multiple of ``_BLOCK_SIZE`` (no block is then carried over) and
+        ``stop`` one too or ``n_draws``.  Keys: ``"start"``, ``"stop"``,
+        ``"state"`` (the generator state after draw ``start``, a uint8
+        array, required when ``start > 0``) and ``"init"`` (the fields
+        accumulated over draws ``0:start``, or None).  The generator state
+        after draw ``stop`` is written back to ``_segment["state"]``.  The
+        accumulators continue from ``init`` with the same sequence of
+        ``update`` calls per input as an uninterrupted run, so the fields
+        are those of one run when ``update`` adds rows in draw order (as
+        ``index_add_`` does on CPU).
 
     Returns
     -------
@@ -407,6 +421,16 @@ def accumulate(
     device, dtype = adapter.device, adapter.dtype
     shape = X.shape[1:]
     total = n_inputs * n_draws
+    first = 0  # the first draw (of all inputs laid end to end) to run
+    if _segment is not None:
+        first, total = int(_segment["start"]), int(_segment["stop"])
+        if (
+            n_inputs != 1
+            or not 0 <= first < total <= n_draws
+            or first % _BLOCK_SIZE
+            or (total % _BLOCK_SIZE and total != n_draws)
+        ):
+            raise ValueError(f"Invalid segment {first}:{total} of {n_inputs} inputs.")
 
     acc = {
         name: torch.zeros(
@@ -414,12 +438,17 @@ def accumulate(
         )
         for name, (tail, dt) in statistic.fields(n_classes).items()
     }
+    if _segment is not None and _segment.get("init") is not None:
+        for name, value in _segment["init"].items():
+            acc[name].copy_(torch.as_tensor(np.asarray(value)).reshape(acc[name].shape))
     if total == 0:
         return {name: a.cpu().numpy() for name, a in acc.items()}
 
-    rows_max = min(batch_size, total)
-    _resolve_memory_format(adapter, X, sigma, rows_max, total)
+    rows_max = min(batch_size, total - first)
+    _resolve_memory_format(adapter, X, sigma, rows_max, total - first)
     generator = torch.Generator(device=device)
+    if first:
+        generator.set_state(torch.as_tensor(np.asarray(_segment["state"], np.uint8)))
     # Clean inputs per upload: those of 16 batches (a batch holds draws of at
     # most rows_max // n_draws + 2 inputs), and never more than the noise
     # buffer holds rows, so a GPU waits for the host once per window instead
@@ -433,7 +462,7 @@ def accumulate(
             out_of_range = torch.zeros((), dtype=torch.bool, device=device)
         window, w_first = None, 0  # clean inputs w_first, w_first + 1, ... on device
         carry = None  # (start draw, end draw, tensor) of a block split by a batch
-        start = 0
+        start = first
         while start < total:
             stop = min(start + batch_size, total)
             rows = stop - start
@@ -499,6 +528,8 @@ def accumulate(
         raise ValueError(
             f"The base model predicted a class index outside range({n_classes})."
         )
+    if _segment is not None:
+        _segment["state"] = generator.get_state().numpy().copy()
     return {name: a.cpu().numpy() for name, a in acc.items()}
 
 

@@ -628,7 +628,9 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             ) from exc
         return tqdm(total=total, desc=desc, unit="input")
 
-    def _gather(self, X, stages, desc, checkpoint=None, seed=None, meta=None):
+    def _gather(
+        self, X, stages, desc, checkpoint=None, seed=None, meta=None, every=10.0
+    ):
         """Fields of every ``(stage, n_draws, statistic)``: the one engine.
 
         Over ``n_jobs`` workers or the devices of a list, with progress and
@@ -650,6 +652,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 checkpoint_meta={"smoothing": "hard"} if meta is None else meta,
                 seed_from_checkpoint=self.random_state is None and seed is None,
                 progress=None if bar is None else bar.update,
+                checkpoint_every=every,
             )
 
     def _predict_counts(self, X) -> NDArray[np.int64]:
@@ -820,7 +823,9 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         )[STAGE_PREDICT]
         return top, stats["sums"], stats["d_sums"], stats["d_sums_sq"]
 
-    def certify(self, X: ArrayLike, checkpoint=None) -> CertificationResult:
+    def certify(
+        self, X: ArrayLike, checkpoint=None, checkpoint_every: float = 10.0
+    ) -> CertificationResult:
         """Certify every input: prediction and certified l2 radius (Cohen's CERTIFY).
 
         Parameters
@@ -846,6 +851,16 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             are stored.  The file is kept: the same call again
             returns the stored result without a forward pass.  With
             ``random_state=None`` a resumed run continues the stored seed.
+        checkpoint_every : float, default=10.0
+            With a checkpoint, about how many seconds of sampling a killed
+            run may lose, whatever ``n``, the model's speed or the number of
+            inputs: a serial run (``n_jobs=1``, one device) sizes its work by
+            the throughput it measures and rewrites the file about this
+            often, storing an input whose own draws take longer part-way
+            (its accumulated statistics and the state of its noise
+            generator), so resuming stays exact.  A parallel run stores
+            chunks of at most ``2**20`` draws instead.  Does not change the
+            result.
 
         Returns
         -------
@@ -863,14 +878,24 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """
         X = self._validate_X(X)
         _warn_if_n_too_small(self.n, self.alpha)
+        if (
+            isinstance(checkpoint_every, bool)
+            or not isinstance(checkpoint_every, Real)
+            or not 0 < checkpoint_every < math.inf
+        ):
+            raise ValueError(
+                "The 'checkpoint_every' parameter of SmoothedClassifier.certify "
+                f"must be a float > 0 (seconds). Got {checkpoint_every!r} instead."
+            )
         if self.smoothing == "soft":
-            return self._certify_soft(X, checkpoint)
+            return self._certify_soft(X, checkpoint, checkpoint_every)
         procedure = _resolve_procedure(self.interval)
         stats = self._gather(
             X,
             [(STAGE_SELECTION, self.n0, "hard"), (STAGE_ESTIMATION, self.n, "hard")],
             "certify",
             checkpoint,
+            every=checkpoint_every,
         )
         selection = stats[STAGE_SELECTION]["sums"]
         estimation = stats[STAGE_ESTIMATION]["sums"]
@@ -931,7 +956,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """What determines soft statistics beyond X, model, sigma, seed, stages."""
         return {"smoothing": "soft"}
 
-    def _soft_selection(self, X, checkpoint=None) -> _SoftSelection:
+    def _soft_selection(self, X, checkpoint=None, every=10.0) -> _SoftSelection:
         """Soft selection pass: each input's (map, t) and sums on the n0 draws.
 
         Shared by :meth:`certify` and :meth:`predict`, so that with the same
@@ -969,6 +994,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 checkpoint,
                 seed=root,
                 meta=self._soft_meta(),
+                every=every,
             )
             return stats[stage]
 
@@ -990,7 +1016,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             sel.chosen, sel.maps, sel.temps, sel.codes,
         )  # fmt: skip
 
-    def _certify_soft(self, X, checkpoint=None) -> CertificationResult:
+    def _certify_soft(self, X, checkpoint=None, every=10.0) -> CertificationResult:
         """Soft CERTIFY: (class, map, t) on the n0 draws, bounds on the n draws.
 
         Both stages go through the engine; with a checkpoint, the selection
@@ -1002,7 +1028,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         from .result import _procedure_binomial
         from .soft import _BettingScoreSums, _ChosenScoreSums
 
-        s = self._soft_selection(X, checkpoint)
+        s = self._soft_selection(X, checkpoint, every)
         procedure, L_logits = s.procedure, s.L_logits
         sums, chosen, maps, temps = s.sums, s.chosen, s.maps, s.temps
         rows = np.arange(X.shape[0])
@@ -1029,6 +1055,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             checkpoint,
             seed=s.root,
             meta=self._soft_meta(),
+            every=every,
         )[STAGE_ESTIMATION]
         estimation, estimation_sq = stats["sums"], stats["sums_sq"]
         betting_state = None if plan is None else statistic.betting_state(stats)

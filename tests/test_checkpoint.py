@@ -610,3 +610,271 @@ def test_soft_n_jobs_sigkill_mid_run_then_resume(tmp_path):
         np.testing.assert_array_equal(out["s1"], ref.estimation)
         np.testing.assert_array_equal(out["s2"], ref.estimation_sq)
         np.testing.assert_array_equal(out["t"], ref.temperature)
+
+
+# ----------------------------------------------------------------------
+# Flushing by time: units of about checkpoint_every seconds, long inputs
+# stored part-way with their noise generator's state.
+# ----------------------------------------------------------------------
+LONG = [(STAGE_SELECTION, 30, "hard"), (STAGE_ESTIMATION, 5000, "hard")]
+SOFTMAX = (lambda s: torch.softmax(s, dim=1), {"map": "softmax"})
+LONG_SOFT = [
+    (STAGE_SELECTION, 3000, *SOFTMAX),
+    (STAGE_ESTIMATION, 5000, *SOFTMAX),
+]
+
+
+@pytest.fixture
+def exact_budget(monkeypatch):
+    """Units sized by checkpoint_every alone, not stretched by slow writes."""
+    monkeypatch.setattr("smoothlearn._parallel._MAX_WRITE_SHARE", 0)
+
+
+def _reference_fields(X, stages):
+    """Serial, unsegmented, no checkpoint: what every run must reproduce."""
+    return gather_statistics(
+        _TorchAdapter(_module(), 3), X, stages=stages, sigma=0.5, seed=4
+    )
+
+
+def _stored_draws(path, stages):
+    """Noisy rows a checkpoint holds: finished chunks plus a partial input."""
+    arrays = load_npz(path)
+    meta = json.loads(str(arrays["meta"]))
+    sizes = np.diff(meta["bounds"])
+    rows = sum(int(sizes[arrays[f"done_{s}"]].sum()) * n for s, n, *_ in stages)
+    partial = meta.get("partial")
+    if partial is not None:
+        rows += sum(partial["draws"].values())
+    return rows, partial
+
+
+# Batches of 64 in segments of 1024 draws: an input takes 1 + 80 forward
+# calls (hard) or 47 + 80 (soft); crash inside the second one.
+@pytest.mark.parametrize(
+    "stages, fail_after", [(LONG, 100), (LONG_SOFT, 150)], ids=["hard", "soft"]
+)
+def test_input_stored_part_way_resumes_bit_identical(
+    X, tmp_path, stages, fail_after, exact_budget
+):
+    """Killed inside an input's draws: the draws stored are not redone."""
+    X = X[:3]
+    path = tmp_path / "run.ckpt"
+    total = len(X) * sum(n for _, n, *_ in stages)
+    # checkpoint_every tiny: every input runs in segments of one noise block
+    # (1024 draws), each stored; crash in the middle of the second input.
+    crashing = CountingAdapter(_module(), 3, fail_after=fail_after)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(crashing, X, path, stages=stages, chunk_size=None, checkpoint_every=1e-6)
+    stored, partial = _stored_draws(path, stages)
+    assert partial is not None and partial["chunk"] == 1
+    assert all(
+        d % 1024 == 0 or d in (30, 3000, 5000) for d in partial["draws"].values()
+    )
+    assert 0 < stored < total
+    # At most one segment (a block, or one batch of 64 before it) was lost.
+    assert crashing.rows - stored <= 1024
+
+    # Resume with another batch size and time budget: bit-identical, and
+    # exactly the draws not stored are run.
+    resumed = CountingAdapter(_module(), 3)
+    out = _run(resumed, X, path, stages=stages, batch_size=100, chunk_size=None)
+    reference = _reference_fields(X, stages)
+    _assert_same(out, reference)
+    assert resumed.rows == total - stored
+    assert "partial" not in json.loads(str(load_npz(path)["meta"]))
+
+
+@pytest.mark.parametrize("every", [1e-6, 1e-3, 10.0])
+@pytest.mark.parametrize("n_draws", [400, 3000])
+def test_time_sized_units_do_not_change_the_statistics(X, tmp_path, every, n_draws):
+    stages = [(STAGE_SELECTION, 30, "hard"), (STAGE_ESTIMATION, n_draws, "hard")]
+    path = tmp_path / "run.ckpt"
+    out = _run(
+        _TorchAdapter(_module(), 3), X, path, stages=stages, chunk_size=None,
+        checkpoint_every=every,
+    )  # fmt: skip
+    _assert_same(out, _reference_fields(X, stages))
+    meta = json.loads(str(load_npz(path)["meta"]))
+    assert meta["bounds"] == list(range(len(X) + 1))  # one chunk per input
+    assert "partial" not in meta
+
+
+def test_fast_inputs_are_grouped_into_few_writes(tmp_path, monkeypatch):
+    """A fast model writes the file a few times, not once per input."""
+    X = np.random.default_rng(1).normal(size=(200, 2)).astype(np.float32)
+    writes = []
+    real = checkpoint_module.atomic_savez
+    monkeypatch.setattr(
+        checkpoint_module,
+        "atomic_savez",
+        lambda *a: (writes.append(1), real(*a))[1],
+    )
+    stages = [(STAGE_SELECTION, 10, "hard"), (STAGE_ESTIMATION, 20, "hard")]
+    _run(_TorchAdapter(_module(), 3), X, tmp_path / "run.ckpt", stages=stages,
+         chunk_size=None, checkpoint_every=60.0)  # fmt: skip
+    # creation, then units of 1, at most 8, 64... inputs: far fewer than 200.
+    assert len(writes) <= 6
+
+
+@pytest.mark.parametrize("every", [0, -1.0, float("inf"), float("nan"), "10", True])
+def test_checkpoint_every_is_validated(X, tmp_path, every):
+    with pytest.raises(ValueError, match="'checkpoint_every'"):
+        _run(_TorchAdapter(_module(), 3), X, tmp_path / "c", checkpoint_every=every)
+    clf = SmoothedClassifier(_module(), n0=10, n=20, random_state=0)
+    clf.fit(X, np.zeros(len(X), dtype=int))
+    with pytest.raises(ValueError, match="'checkpoint_every'"):
+        clf.certify(X, checkpoint=tmp_path / "d", checkpoint_every=every)
+
+
+class Flaky(torch.nn.Module):
+    """The test's linear classifier; raises once ``fail_after`` batches ran."""
+
+    def __init__(self, fail_after=None):
+        super().__init__()
+        self.lin = _module()
+        self.fail_after, self.calls = fail_after, 0
+
+    def forward(self, x):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("simulated crash")
+        self.calls += 1
+        return self.lin(x)
+
+
+# fit runs the module once; hard: 1 + 33 forward calls per input, soft: the
+# selection (1 per input) first, then 33 per input: crash inside input 1.
+@pytest.mark.parametrize("smoothing, fail_after", [("hard", 60), ("soft", 65)])
+def test_certify_checkpoint_every_keeps_the_result(
+    X, tmp_path, smoothing, fail_after, exact_budget
+):
+    """certify killed inside an input's draws resumes to the same result."""
+
+    def certify(fail_after=None, **kwargs):
+        clf = SmoothedClassifier(
+            Flaky(fail_after), smoothing=smoothing, sigma=0.5, n0=30, n=2100,
+            batch_size=64, random_state=0,
+        )  # fmt: skip
+        return clf.fit(X, np.arange(len(X)) % 3).certify(X, **kwargs)
+
+    ref = certify()
+    path = tmp_path / "run.ckpt"
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        certify(fail_after=fail_after, checkpoint=path, checkpoint_every=1e-6)
+    assert json.loads(str(load_npz(path)["meta"]))["partial"]["chunk"] == 1
+    res = certify(checkpoint=path, checkpoint_every=1e-6)
+    np.testing.assert_array_equal(res.selection, ref.selection)
+    np.testing.assert_array_equal(res.estimation, ref.estimation)
+    np.testing.assert_array_equal(res.estimation_sq, ref.estimation_sq)
+    np.testing.assert_array_equal(res.radius, ref.radius)
+
+
+LONG_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from smoothlearn._parallel import gather_statistics
+    from smoothlearn.models import _TorchAdapter
+
+    ckpt, log, out, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+    class Slow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            angles = np.deg2rad([0.0, 120.0, 240.0])
+            w = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+            self.lin = torch.nn.Linear(2, 3)
+            with torch.no_grad():
+                self.lin.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+                self.lin.bias.zero_()
+
+        def forward(self, x):
+            time.sleep(delay)
+            with open(log, "a") as f:
+                f.write(f"{x.shape[0]}\\n")
+            return self.lin(x)
+
+    X = np.random.default_rng(0).normal(size=(1, 2)).astype(np.float32)
+    stats = gather_statistics(
+        _TorchAdapter(Slow(), 3), X, stages=[(0, 30, "hard"), (1, N_DRAWS, "hard")],
+        sigma=0.5, seed=4, batch_size=256, checkpoint=ckpt, checkpoint_every=EVERY)
+    np.savez(out, s0=stats[0][0], s1=stats[1][0])
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_inside_one_long_input_then_resume(tmp_path):
+    """One input of 40960 draws, ~8 s of work: flushed every ~1 s, resumed exactly.
+
+    The forward pass sleeps 0.05 s per batch of 256 rows (about 5000 rows
+    per second), checkpoint_every is 1 s: the file must get the input's
+    partial state within a few seconds of the first batch and again about
+    a second later; the run is killed then and the resumed run redoes no
+    stored draw.
+    """
+    every, n_draws = 1.0, 40 * 1024
+    script = tmp_path / "long.py"
+    script.write_text(
+        LONG_SCRIPT.replace("N_DRAWS", str(n_draws)).replace("EVERY", str(every))
+    )
+    ckpt = tmp_path / "run.ckpt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    log1, log2 = tmp_path / "rows1.log", tmp_path / "rows2.log"
+    proc = subprocess.Popen(
+        [sys.executable, script, ckpt, log1, tmp_path / "out1.npz", "0.05"], env=env
+    )
+    writes = []  # (time, draws of the partial input) at each change seen
+    try:
+        deadline = time.monotonic() + 240
+        first_row = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            now = time.monotonic()
+            if first_row is None and log1.exists():
+                first_row = now
+            if ckpt.exists():
+                partial = json.loads(str(load_npz(ckpt)["meta"])).get("partial")
+                draws = None if partial is None else partial["draws"].get("1")
+                if draws and (not writes or writes[-1][1] != draws):
+                    writes.append((now, draws))
+                    if len(writes) == 3:
+                        break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert len(writes) == 3, "the long input was not stored part-way"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # Flushed by time while the single input was in progress: the first
+    # partial write within a few checkpoint_every of the first batch (the
+    # first segment is one block, then the throughput is known), and the
+    # next ones about checkpoint_every apart (generous bounds: the machine
+    # is shared).
+    assert writes[0][0] - first_row <= 4 * every
+    assert all(b[0] - a[0] <= 4 * every for a, b in itertools.pairwise(writes))
+    assert all(d % 1024 == 0 and 0 < d < n_draws for _, d in writes)
+
+    stored, partial = _stored_draws(ckpt, [(0, 30), (1, n_draws)])
+    assert partial is not None and partial["draws"]["0"] == 30
+    # The killed run lost at most about two checkpoint_every of work
+    # (one segment in progress, plus the polling delay).
+    assert _rows(log1) - stored <= 2 * 5120 + 256
+
+    subprocess.run(
+        [sys.executable, script, ckpt, log2, tmp_path / "out2.npz", "0"],
+        env=env,
+        check=True,
+        timeout=240,
+    )
+    assert _rows(log2) == 30 + n_draws - stored
+    X = np.random.default_rng(0).normal(size=(1, 2)).astype(np.float32)
+    ref = _reference(X, stages=[(0, 30, "hard"), (1, n_draws, "hard")])
+    with np.load(tmp_path / "out2.npz") as out:
+        np.testing.assert_array_equal(out["s0"], ref[STAGE_SELECTION][0])
+        np.testing.assert_array_equal(out["s1"], ref[STAGE_ESTIMATION][0])
