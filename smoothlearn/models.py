@@ -43,7 +43,7 @@ import sys
 import time
 import warnings
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 
 import numpy as np
@@ -582,6 +582,50 @@ def _replicas(adapter: _BaseAdapter, devices) -> list[_BaseAdapter]:
                 f"{sorted(names)} instead."
             )
     return [adapter] + [adapter.replicate(d) for d in devices[1:]]
+
+
+def _parse_devices(device) -> list[torch.device] | None:
+    """The ``device`` parameter as a list of torch devices (None when None)."""
+    if device is None:
+        return None
+    listed = isinstance(device, list | tuple)
+    entries = list(device) if listed else [device]
+    devices = []
+    for entry in entries:
+        if isinstance(entry, str):
+            with suppress(RuntimeError):  # left a str: reported below
+                entry = torch.device(entry)
+        if not isinstance(entry, torch.device):
+            devices = []
+            break
+        devices.append(entry)
+    if not devices:
+        raise ValueError(
+            "The 'device' parameter of SmoothedClassifier must be None, a "
+            "torch.device or a device string such as 'cpu' or 'cuda:0', or a "
+            f"non-empty list of them. Got {device!r} instead."
+        )
+    return devices
+
+
+def _check_devices(device, n_jobs) -> None:
+    """``device`` parses; a list is of one type and agrees with ``n_jobs``."""
+    devices = _parse_devices(device)
+    if not isinstance(device, list | tuple):
+        return
+    types = sorted({d.type for d in devices})
+    if len(types) > 1:
+        raise ValueError(
+            "The 'device' parameter of SmoothedClassifier must list devices "
+            "of one type (the noise drawn for a seed differs between device "
+            f"types). Got {device!r} instead."
+        )
+    if n_jobs is not None and n_jobs != len(devices):
+        raise ValueError(
+            "The 'n_jobs' parameter of SmoothedClassifier must be None or "
+            f"{len(devices)} when 'device' lists {len(devices)} devices (one "
+            f"worker per device). Got {n_jobs!r} instead."
+        )
 
 
 class _SklearnAdapter(_BaseAdapter):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from numbers import Integral, Real
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -25,13 +25,25 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._inputs import as_source, is_data_set
 from ._rounding import round_up
+from ._soft_paths import (
+    certify_soft,
+    logit_lipschitz,
+    soft_predict_statistics,
+    soft_procedure,
+    soft_selection,
+)
 from ._training import fit_base_model
 from .intervals import PROCEDURES
-from .models import _is_skorch_net, _replicas, make_adapter
+from .models import (
+    _check_devices,
+    _is_skorch_net,
+    _parse_devices,
+    _replicas,
+    make_adapter,
+)
 from .result import (
     CertificationResult,
     _abstain_label,
-    _derive_score_lipschitz,
     _labels,
     _resolve_procedure,
     _warn_if_n_too_small,
@@ -63,20 +75,6 @@ def _predict_p_values(counts: NDArray) -> tuple[NDArray, NDArray]:
     # Rounded up by more than the error of the binomial CDF (a few ulps), so
     # a p-value that is above alpha in exact arithmetic never answers.
     return top.astype(np.int64), round_up(p_value)
-
-
-class _SoftSelection(NamedTuple):
-    """What the soft selection pass chose, per input (see ``_soft_selection``)."""
-
-    procedure: object
-    L_logits: float | None
-    constants: NDArray | None  # score constant of every candidate, or None
-    root: int
-    sums: NDArray  # (n_candidates, n_inputs, n_classes) selection sums
-    chosen: NDArray  # (n_inputs,) index of each input's candidate
-    maps: NDArray  # (n_inputs,) simplex map names
-    temps: NDArray  # (n_inputs,) temperatures
-    codes: NDArray  # (n_inputs,) simplex map codes
 
 
 class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
@@ -422,7 +420,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                     f"The {name!r} parameter of SmoothedClassifier must be a "
                     f"number, not a bool. Got {getattr(self, name)!r} instead."
                 )
-        self._check_devices()
+        _check_devices(self.device, self.n_jobs)
         inner = self.estimator
         if isinstance(inner, FrozenEstimator):
             inner = inner.estimator
@@ -475,48 +473,6 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 "The 'radius' parameter of SmoothedClassifier may be 'margin' only "
                 "with smoothing='soft'."
             )
-
-    def _check_devices(self) -> None:
-        """``device`` parses; a list is of one type and agrees with n_jobs."""
-        devices = self._devices()
-        if not isinstance(self.device, list | tuple):
-            return
-        types = sorted({d.type for d in devices})
-        if len(types) > 1:
-            raise ValueError(
-                "The 'device' parameter of SmoothedClassifier must list devices "
-                "of one type (the noise drawn for a seed differs between device "
-                f"types). Got {self.device!r} instead."
-            )
-        if self.n_jobs is not None and self.n_jobs != len(devices):
-            raise ValueError(
-                "The 'n_jobs' parameter of SmoothedClassifier must be None or "
-                f"{len(devices)} when 'device' lists {len(devices)} devices (one "
-                f"worker per device). Got {self.n_jobs!r} instead."
-            )
-
-    def _devices(self) -> list[torch.device] | None:
-        """``device`` as a list of torch devices (None when it is None)."""
-        if self.device is None:
-            return None
-        listed = isinstance(self.device, list | tuple)
-        entries = list(self.device) if listed else [self.device]
-        devices = []
-        for entry in entries:
-            if isinstance(entry, str):
-                with suppress(RuntimeError):  # left a str: reported below
-                    entry = torch.device(entry)
-            if not isinstance(entry, torch.device):
-                devices = []
-                break
-            devices.append(entry)
-        if not devices:
-            raise ValueError(
-                "The 'device' parameter of SmoothedClassifier must be None, a "
-                "torch.device or a device string such as 'cpu' or 'cuda:0', or a "
-                f"non-empty list of them. Got {self.device!r} instead."
-            )
-        return devices
 
     def _validate_X(self, X) -> NDArray:
         check_is_fitted(self)
@@ -594,7 +550,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
     def _device(self):
         """The single device, or the first of a list (None when unset)."""
-        devices = self._devices()
+        devices = _parse_devices(self.device)
         return None if devices is None else devices[0]
 
     # ------------------------------------------------------------------
@@ -614,7 +570,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         adapter = self._adapter()
         if not isinstance(self.device, list | tuple) or len(self.device) < 2:
             return adapter
-        return _replicas(adapter, self._devices())
+        return _replicas(adapter, _parse_devices(self.device))
 
     def _progress(self, total: int, desc: str):
         if not self.verbose:
@@ -747,11 +703,14 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """
         X = self._validate_X(X)
         if self.smoothing == "soft":
-            procedure = self._soft_procedure()
+            procedure = soft_procedure(self.interval)
             interval = _soft_predict_interval(procedure)
             if len(self.classes_) > 1:
                 _warn_if_n_too_small_soft_predict(self.n, self.alpha, interval)
-            top, _, d_sums, d_sums_sq = self._soft_predict_statistics(X)
+            s = self._soft_selection(X)
+            top, _, d_sums, d_sums_sq = soft_predict_statistics(
+                self._gather, X, s, self.n
+            )
             answered = _soft_predict_answered(
                 top, d_sums, d_sums_sq, self.n, self.alpha, interval
             )
@@ -797,31 +756,12 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """
         X = self._validate_X(X)
         if self.smoothing == "soft":
-            _soft_predict_interval(self._soft_procedure())  # refuse as predict does
-            _, sums, _, _ = self._soft_predict_statistics(X)
+            _soft_predict_interval(soft_procedure(self.interval))  # as predict
+            s = self._soft_selection(X)
+            _, sums, _, _ = soft_predict_statistics(self._gather, X, s, self.n)
             return sums / float(self.n)
         counts = self._predict_counts(X)
         return counts / float(self.n)
-
-    def _soft_predict_statistics(self, X):
-        """Soft PREDICT's draws: candidate class, score sums and margin statistics.
-
-        Returns ``top`` (n_inputs,), the class-score sums and the sums and
-        sums of squares of the margins ``D_c = (1 + f_top - f_c) / 2``, each
-        ``(n_inputs, n_classes)``, over ``n`` draws of the predict stage.
-        """
-        from .soft import _PredictMargins
-
-        s = self._soft_selection(X)
-        n_inputs = X.shape[0]
-        rows = np.arange(n_inputs)
-        # the class certify selects: the first maximum of the selection sums
-        top = np.argmax(s.sums[s.chosen, rows], axis=1).astype(np.int64)
-        statistic = _PredictMargins(s.codes, s.temps, top)
-        stats = self._gather(
-            X, [(STAGE_PREDICT, self.n, statistic)], "predict", seed=s.root
-        )[STAGE_PREDICT]
-        return top, stats["sums"], stats["d_sums"], stats["d_sums_sq"]
 
     def certify(
         self, X: ArrayLike, checkpoint=None, checkpoint_every: float = 10.0
@@ -888,7 +828,21 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 f"must be a float > 0 (seconds). Got {checkpoint_every!r} instead."
             )
         if self.smoothing == "soft":
-            return self._certify_soft(X, checkpoint, checkpoint_every)
+            return certify_soft(
+                self._gather,
+                X,
+                self._soft_selection(X, checkpoint, checkpoint_every),
+                n0=self.n0,
+                n=self.n,
+                sigma=self.sigma,
+                alpha=self.alpha,
+                classes=self.classes_,
+                radius=self.radius,
+                abstain_label=self.abstain_label_,
+                radius_method=self.radius_method,
+                checkpoint=checkpoint,
+                every=checkpoint_every,
+            )
         procedure = _resolve_procedure(self.interval)
         stats = self._gather(
             X,
@@ -917,171 +871,25 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             _stacklevel=3,
         )
 
-    def _logit_lipschitz(self) -> float | None:
-        """Bound on the l2 Lipschitz constant of the logits (once per call).
-
-        The constant of the K-vector of logits the simplex map sees, which is
-        what :class:`~smoothlearn.CertificationResult` stores and
-        :meth:`~smoothlearn.CertificationResult.recertify` takes: a binary
-        module with one logit ``l`` is read as ``(-l, l)``, whose constant is
-        ``sqrt(2)`` times that of ``l``, whether ``lipschitz`` is a number or
-        an estimator (both bound the module's own output).
-        """
-        if self.lipschitz is None:
-            return None
-        if isinstance(self.lipschitz, Real):
-            value = float(self.lipschitz)
-        else:
-            est = self.estimator_
-            inner = est.estimator if isinstance(est, FrozenEstimator) else est
-            module = getattr(inner, "module_", inner)
-            # a zero input of the fitted shape: graph-walking bounds (traced
-            # ResNets) need the shape; the bound itself is global
-            sample = np.zeros((1, *self.input_shape_), dtype=np.float32)
-            value = _call_lipschitz_estimator(self.lipschitz, module, sample)
-        probe = np.zeros((1, *self.input_shape_), dtype=np.float32)
-        if len(self.classes_) == 2 and self._adapter().n_raw_outputs(probe) == 1:
-            value *= math.sqrt(2.0)  # one logit l is read as (-l, l)
-        return value
-
-    def _soft_procedure(self):
-        """The multi-class procedure of soft smoothing (None: TopClass with betting)."""
-        from .intervals import BettingInterval, TopClass
-
-        if self.interval is None:
-            return TopClass(binomial=BettingInterval())
-        return _resolve_procedure(self.interval)
-
-    def _soft_meta(self) -> dict:
-        """What determines soft statistics beyond X, model, sigma, seed, stages."""
-        return {"smoothing": "soft"}
-
-    def _soft_selection(self, X, checkpoint=None, every=10.0) -> _SoftSelection:
-        """Soft selection pass: each input's (map, t) and sums on the n0 draws.
-
-        Shared by :meth:`certify` and :meth:`predict`, so that with the same
-        ``random_state`` both use the same selection draws, hence the same
-        (map, t) and the same candidate class per input.
-        """
-        from .soft import _default_grid, _select_simplex_maps
-
-        procedure = self._soft_procedure()
-        L_logits = self._logit_lipschitz()
-        if self.temperature == "auto":
-            candidates = _default_grid()
-        else:
-            candidates = [(self.simplex_map, float(self.temperature))]
-        n_classes = len(self.classes_)
-        # each candidate's class-score constant, by the rule from_statistics
-        # applies to the chosen one: simplex_map_constant * t * L_logits
-        constants = _derive_score_lipschitz(
-            L_logits,
-            len(candidates),
-            n_classes,
-            "soft",
-            np.array([m for m, _ in candidates]),
-            np.array([t for _, t in candidates], dtype=np.float64),
-        )
-        root = _root_seed(self.random_state)
-        if checkpoint is not None and self.random_state is None:
-            root = _stored_seed(checkpoint, root)
-
-        def draw(stage, n_draws, statistic):
-            stats = self._gather(
-                X,
-                [(stage, n_draws, statistic)],
-                "selection",
-                checkpoint,
-                seed=root,
-                meta=self._soft_meta(),
-                every=every,
-            )
-            return stats[stage]
-
-        sel = _select_simplex_maps(
-            draw,
+    def _soft_selection(self, X, checkpoint=None, every=10.0):
+        """Soft selection pass of :meth:`certify` and :meth:`predict` (same draws)."""
+        return soft_selection(
+            self._gather,
             X,
-            candidates,
+            procedure=soft_procedure(self.interval),
+            L_logits=_logit_lipschitz_of(self),
+            n_classes=len(self.classes_),
+            simplex_map=self.simplex_map,
+            temperature=self.temperature,
             n0=self.n0,
             n=self.n,
             alpha=self.alpha,
-            procedure=procedure,
-            kind=self.radius,
-            sigma=self.sigma,
-            constants=constants,
-            radius_method=self.radius_method,
-        )
-        return _SoftSelection(
-            procedure, L_logits, constants, root, sel.sums,
-            sel.chosen, sel.maps, sel.temps, sel.codes,
-        )  # fmt: skip
-
-    def _certify_soft(self, X, checkpoint=None, every=10.0) -> CertificationResult:
-        """Soft CERTIFY: (class, map, t) on the n0 draws, bounds on the n draws.
-
-        Both stages go through the engine; with a checkpoint, the selection
-        fields are stored first, and the estimation stage's statistic holds
-        a hash of the (map, t) chosen from them, which a resumed run
-        recomputes from the stored selection sums and the checkpoint checks.
-        """
-        from .intervals import BettingInterval
-        from .result import _procedure_binomial
-        from .soft import _BettingScoreSums, _ChosenScoreSums
-
-        s = self._soft_selection(X, checkpoint, every)
-        procedure, L_logits = s.procedure, s.L_logits
-        sums, chosen, maps, temps = s.sums, s.chosen, s.maps, s.temps
-        rows = np.arange(X.shape[0])
-        selection = sums[chosen, rows]
-        statistic = _ChosenScoreSums(s.codes, temps)
-        binomial = _procedure_binomial(procedure)
-        plan = None
-        if isinstance(binomial, BettingInterval):
-            # the bounded quantities are fixed by the selection draws: follow
-            # each one's estimation draws in order (bound_from_states)
-            kind = "multi" if self.radius == "margin" else self.radius
-            try:
-                plan = procedure.plan(selection, kind=kind)
-            except NotImplementedError:  # a procedure without plan: sums only
-                plan = None
-            if plan is not None:
-                statistic = _BettingScoreSums(
-                    s.codes, temps, binomial, plan, self.n, self.alpha
-                )
-        stats = self._gather(
-            X,
-            [(STAGE_ESTIMATION, self.n, statistic)],
-            "estimation",
-            checkpoint,
-            seed=s.root,
-            meta=self._soft_meta(),
-            every=every,
-        )[STAGE_ESTIMATION]
-        estimation, estimation_sq = stats["sums"], stats["sums_sq"]
-        betting_state = None if plan is None else statistic.betting_state(stats)
-        return CertificationResult.from_statistics(
-            selection=selection,
-            estimation=estimation,
-            estimation_sq=estimation_sq,
-            n0=self.n0,
-            n=self.n,
-            sigma=self.sigma,
-            alpha=self.alpha,
-            classes=self.classes_,
-            interval=procedure,
             radius=self.radius,
-            smoothing="soft",
-            abstain_label=self.abstain_label_,
-            # the logits' constant: from_statistics derives each input's
-            # class-score constant from its map and temperature (the rule of
-            # the selection's `constants`, in one place for certify and recertify)
-            lipschitz=L_logits,
+            sigma=self.sigma,
             radius_method=self.radius_method,
-            score_map=maps,
-            temperature=temps,
-            betting_state=betting_state,
-            _warn=False,
-            _stacklevel=4,
+            random_state=self.random_state,
+            checkpoint=checkpoint,
+            every=every,
         )
 
     def score(self, X: ArrayLike, y: ArrayLike, sample_weight=None) -> float:
@@ -1117,30 +925,6 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
-def _call_lipschitz_estimator(estimator, module, sample=None) -> float:
-    """The logits' Lipschitz bound from a guaranteed ``LipschitzEstimator``."""
-    if not getattr(estimator, "guaranteed", False):
-        raise ValueError(
-            "The 'lipschitz' parameter of SmoothedClassifier must give a "
-            f"guaranteed upper bound to enter a certificate; {estimator!r} "
-            "only estimates the constant (guaranteed=False). Use "
-            "SpectralProductLipschitz or ConstantLipschitz."
-        )
-    method = getattr(estimator, "logit_constant", None)
-    if not callable(method):
-        raise ValueError(
-            "The 'lipschitz' parameter of SmoothedClassifier must be a "
-            "LipschitzEstimator or a float > 0. Got "
-            f"{estimator!r} instead."
-        )
-    value = float(np.max(np.asarray(method(module, sample), dtype=np.float64)))
-    if not value > 0:
-        raise ValueError(
-            f"The 'lipschitz' estimator returned {value!r}; a bound > 0 is needed."
-        )
-    return value
-
-
 def _engine_fields(clf: SmoothedClassifier, X, stages, *, seed: int, desc: str):
     """The engine of a fitted classifier (its workers, devices, progress).
 
@@ -1148,24 +932,6 @@ def _engine_fields(clf: SmoothedClassifier, X, stages, *, seed: int, desc: str):
     :func:`~smoothlearn._parallel.gather_fields`; returns its fields.
     """
     return clf._gather(X, stages, desc, seed=seed)
-
-
-def _stored_seed(checkpoint, default: int) -> int:
-    """The root seed stored in an existing checkpoint (``random_state=None``).
-
-    Soft certification runs the engine once per stage with an explicit seed,
-    so the stored seed is read here, before the first stage.
-    """
-    import os
-
-    from ._checkpoint import _Checkpoint
-
-    if not os.path.isfile(os.fspath(checkpoint)):
-        return default
-    try:
-        return _Checkpoint._read(os.fspath(checkpoint)).seed
-    except (ValueError, KeyError):
-        return default  # the engine reports the damaged file
 
 
 def _check_fitted_input(clf: SmoothedClassifier, X: ArrayLike) -> NDArray:
@@ -1193,7 +959,9 @@ def _logit_lipschitz_of(clf: SmoothedClassifier) -> float | None:
     the modules that certify with a fitted classifier, never through its
     methods.
     """
-    return clf._logit_lipschitz()
+    return logit_lipschitz(
+        clf.lipschitz, clf.estimator_, clf.input_shape_, len(clf.classes_), clf._adapter
+    )
 
 
 def _warn_if_n_too_small_predict(n: int, alpha: float) -> None:

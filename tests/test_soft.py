@@ -259,7 +259,7 @@ def test_auto_temperature_valid_on_linear_model():
 
 def test_spectral_product_bounds_the_linear_logit_map():
     lipschitz = pytest.importorskip("smoothlearn.lipschitz")
-    from smoothlearn.smoothed import _call_lipschitz_estimator
+    from smoothlearn._soft_paths import _call_lipschitz_estimator
 
     module = _Logit2(_W, _B)
     est = lipschitz.SpectralProductLipschitz()
