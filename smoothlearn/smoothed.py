@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import nullcontext
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -23,6 +22,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._drivers import certify_hard, gather, predict_counts
 from ._inputs import as_source, is_data_set
 from ._rounding import round_up
 from ._soft_paths import (
@@ -45,13 +45,9 @@ from .result import (
     CertificationResult,
     _abstain_label,
     _labels,
-    _resolve_procedure,
     _warn_if_n_too_small,
 )
 from .sampling import (
-    STAGE_ESTIMATION,
-    STAGE_PREDICT,
-    STAGE_SELECTION,
     _root_seed,
 )
 
@@ -572,48 +568,25 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             return adapter
         return _replicas(adapter, _parse_devices(self.device))
 
-    def _progress(self, total: int, desc: str):
-        if not self.verbose:
-            return nullcontext(None)
-        try:
-            from tqdm.auto import tqdm
-        except ImportError as exc:  # pragma: no cover - tqdm is a test extra
-            raise ImportError(
-                "verbose > 0 shows a progress bar with tqdm: "
-                "pip install 'smoothlearn[progress]'."
-            ) from exc
-        return tqdm(total=total, desc=desc, unit="input")
-
     def _gather(
         self, X, stages, desc, checkpoint=None, seed=None, meta=None, every=10.0
     ):
-        """Fields of every ``(stage, n_draws, statistic)``: the one engine.
-
-        Over ``n_jobs`` workers or the devices of a list, with progress and
-        an optional checkpoint (``meta``: what else determines the
-        statistics); ``seed`` defaults to a root drawn from ``random_state``.
-        """
-        from ._parallel import gather_fields
-
-        with self._progress(X.shape[0], desc) as bar:
-            return gather_fields(
-                self._adapters(),
-                X,
-                stages=stages,
-                sigma=self.sigma,
-                seed=_root_seed(self.random_state) if seed is None else seed,
-                batch_size=self.batch_size,
-                n_jobs=self.n_jobs,
-                checkpoint=checkpoint,
-                checkpoint_meta={"smoothing": "hard"} if meta is None else meta,
-                seed_from_checkpoint=self.random_state is None and seed is None,
-                progress=None if bar is None else bar.update,
-                checkpoint_every=every,
-            )
-
-    def _predict_counts(self, X) -> NDArray[np.int64]:
-        stats = self._gather(X, [(STAGE_PREDICT, self.n, "hard")], "predict")
-        return stats[STAGE_PREDICT]["sums"]
+        """The engine with this classifier's parameters (see ``_drivers.gather``)."""
+        return gather(
+            self._adapters,
+            X,
+            stages,
+            desc,
+            sigma=self.sigma,
+            random_state=self.random_state,
+            batch_size=self.batch_size,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            checkpoint=checkpoint,
+            seed=seed,
+            meta=meta,
+            every=every,
+        )
 
     # ------------------------------------------------------------------
     # public prediction API
@@ -716,7 +689,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             )
             return _labels(self.classes_, top, ~answered, self.abstain_label_)
         _warn_if_n_too_small_predict(self.n, self.alpha)
-        counts = self._predict_counts(X)
+        counts = predict_counts(self._gather, X, self.n)
         top, p_value = _predict_p_values(counts)
         return _labels(
             self.classes_, top, ~(p_value <= self.alpha), self.abstain_label_
@@ -760,7 +733,7 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             s = self._soft_selection(X)
             _, sums, _, _ = soft_predict_statistics(self._gather, X, s, self.n)
             return sums / float(self.n)
-        counts = self._predict_counts(X)
+        counts = predict_counts(self._gather, X, self.n)
         return counts / float(self.n)
 
     def certify(
@@ -843,32 +816,19 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 checkpoint=checkpoint,
                 every=checkpoint_every,
             )
-        procedure = _resolve_procedure(self.interval)
-        stats = self._gather(
+        return certify_hard(
+            self._gather,
             X,
-            [(STAGE_SELECTION, self.n0, "hard"), (STAGE_ESTIMATION, self.n, "hard")],
-            "certify",
-            checkpoint,
-            every=checkpoint_every,
-        )
-        selection = stats[STAGE_SELECTION]["sums"]
-        estimation = stats[STAGE_ESTIMATION]["sums"]
-        estimation_sq = estimation.copy()
-        return CertificationResult.from_statistics(
-            selection=selection,
-            estimation=estimation,
-            estimation_sq=estimation_sq,
             n0=self.n0,
             n=self.n,
             sigma=self.sigma,
             alpha=self.alpha,
             classes=self.classes_,
-            interval=procedure,
+            interval=self.interval,
             radius=self.radius,
-            smoothing=self.smoothing,
             abstain_label=self.abstain_label_,
-            _warn=False,
-            _stacklevel=3,
+            checkpoint=checkpoint,
+            every=checkpoint_every,
         )
 
     def _soft_selection(self, X, checkpoint=None, every=10.0):
