@@ -9,11 +9,15 @@ parameters; the drivers take that call as ``gather``.
 
 from __future__ import annotations
 
+import math
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.stats import binom
 
+from ._rounding import round_up
 from .result import CertificationResult, _resolve_procedure
 from .sampling import STAGE_ESTIMATION, STAGE_PREDICT, STAGE_SELECTION, _root_seed
 
@@ -123,3 +127,37 @@ def certify_hard(
         _warn=False,
         _stacklevel=4,  # certify_hard, certify, the caller
     )
+
+
+def _predict_p_values(counts: NDArray) -> tuple[NDArray, NDArray]:
+    """Top class and two-sided binomial p-value of Cohen's PREDICT, per row.
+
+    ``p = min(1, 2 * BinomCDF(n_B; n_A + n_B, 1/2))`` with ``n_A >= n_B`` the
+    two largest counts: scipy's ``binomtest(n_A, n_A + n_B, 0.5).pvalue``,
+    vectorised (the null distribution is symmetric), rounded up by 16 ulps.
+    """
+    counts = np.asarray(counts)
+    order = np.argsort(-counts, axis=1, kind="stable")
+    top = order[:, 0]
+    rows = np.arange(counts.shape[0])
+    n_a = counts[rows, top]
+    n_b = counts[rows, order[:, 1]] if counts.shape[1] > 1 else np.zeros_like(n_a)
+    p_value = np.minimum(1.0, 2.0 * binom.cdf(n_b, n_a + n_b, 0.5))
+    # Rounded up by more than the error of the binomial CDF (a few ulps), so
+    # a p-value that is above alpha in exact arithmetic never answers.
+    return top.astype(np.int64), round_up(p_value)
+
+
+def _warn_if_n_too_small_predict(n: int, alpha: float) -> None:
+    """PREDICT never answers when even ``n`` votes out of ``n`` fail the test."""
+    if 2.0 * 0.5**n > alpha:
+        n_min = max(1, math.ceil(math.log2(2.0 / alpha)))
+        while 2.0 * 0.5**n_min > alpha:
+            n_min += 1
+        warnings.warn(
+            f"n={n} draws are too few for predict to return any class at "
+            f"alpha={alpha}: even a unanimous vote has p-value 2 * 0.5**n > alpha. "
+            f"The smallest n that can answer is {n_min}.",
+            UserWarning,
+            stacklevel=3,
+        )

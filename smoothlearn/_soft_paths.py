@@ -6,13 +6,14 @@ engine (``gather(X, stages, desc, checkpoint=None, seed=None, meta=None,
 every=10.0)`` returning the fields of every ``(stage, n_draws, statistic)``,
 see :func:`~smoothlearn._parallel.gather_fields`), the other arguments are
 its parameters and fitted attributes.  The logits' Lipschitz constant that
-soft certificates use is computed here as well.
+soft certificates use, and soft PREDICT's margin test, are here as well.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from numbers import Real
 from typing import NamedTuple
 
@@ -303,3 +304,83 @@ def soft_predict_statistics(gather, X, s: _SoftSelection, n: int):
         STAGE_PREDICT
     ]
     return top, stats["sums"], stats["d_sums"], stats["d_sums_sq"]
+
+
+def _soft_predict_interval(procedure):
+    """The guaranteed bounded-mean interval of soft PREDICT's margin test.
+
+    The procedure's own interval when it is a guaranteed bounded-mean one,
+    empirical Bernstein when the procedure has none or an approximate one;
+    an interval that requires counts is refused, as soft certification does.
+    """
+    from .intervals import EmpiricalBernstein
+    from .result import _procedure_binomial
+
+    binomial = _procedure_binomial(procedure)
+    if binomial is None:
+        return EmpiricalBernstein()
+    if binomial.requires_counts:
+        raise ValueError(
+            f"The 'interval' procedure {procedure!r} uses an interval that "
+            "requires integer counts, but smoothing='soft' averages scores: use "
+            "a bounded-mean interval, e.g. TopClass(binomial=EmpiricalBernstein())."
+        )
+    return binomial if binomial.guaranteed else EmpiricalBernstein()
+
+
+def _soft_predict_answered(
+    top: NDArray, d_sums: NDArray, d_sums_sq: NDArray, n: int, alpha: float, interval
+) -> NDArray[np.bool_]:
+    """Rows where every margin ``D_c`` (c != top) has a lower bound above 1/2.
+
+    Each one-sided bound is at the full ``alpha``: only the pair of ``top``
+    and the true top class can make an answer wrong (see ``predict``).
+    """
+    lower = np.asarray(
+        interval.lower(d_sums, n, alpha, sum_sq=d_sums_sq), dtype=np.float64
+    ).reshape(d_sums.shape)
+    lower[np.arange(len(top)), top] = np.inf  # D_top = 1/2 is no test
+    return np.all(lower > 0.5, axis=1)
+
+
+def _min_draws_soft_predict(alpha: float, interval) -> int | None:
+    """Smallest ``n`` at which soft PREDICT can answer (None: none up to ``max_n``).
+
+    The most favourable draws have every margin equal to 1 (``f_A = 1``),
+    whose lower bound is the largest an interval gives at that ``n``.
+    """
+
+    def answers(n: int) -> bool:
+        return bool(interval.lower(n, n, alpha, sum_sq=n) > 0.5)
+
+    n_max = int(getattr(interval, "max_n", 2**53))
+    hi = 1
+    while not answers(hi):
+        if hi >= n_max:
+            return None
+        hi = min(2 * hi, n_max)
+    lo = hi // 2  # answers(lo) is False (or lo = 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if answers(mid) else (mid, hi)
+    return hi
+
+
+def _warn_if_n_too_small_soft_predict(n: int, alpha: float, interval) -> None:
+    """Soft PREDICT never answers when even unanimous margins of 1 fail the test."""
+    if interval.lower(n, n, alpha, sum_sq=n) > 0.5:
+        return
+    n_min = _min_draws_soft_predict(alpha, interval)
+    smallest = (
+        f"The smallest n that can answer is {n_min}."
+        if n_min is not None
+        else "No n can answer with this interval."
+    )
+    warnings.warn(
+        f"n={n} draws are too few for the soft predict to return any class at "
+        f"alpha={alpha}: even if class A gets score 1 on every draw, the "
+        f"{type(interval).__name__} lower bound on its margins does not exceed "
+        f"1/2. {smallest}",
+        UserWarning,
+        stacklevel=3,
+    )

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import binom
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -22,10 +20,18 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._drivers import certify_hard, gather, predict_counts
+from ._drivers import (
+    _predict_p_values,
+    _warn_if_n_too_small_predict,
+    certify_hard,
+    gather,
+    predict_counts,
+)
 from ._inputs import as_source, is_data_set
-from ._rounding import round_up
 from ._soft_paths import (
+    _soft_predict_answered,
+    _soft_predict_interval,
+    _warn_if_n_too_small_soft_predict,
     certify_soft,
     logit_lipschitz,
     soft_predict_statistics,
@@ -52,25 +58,6 @@ from .sampling import (
 )
 
 __all__ = ["SmoothedClassifier"]
-
-
-def _predict_p_values(counts: NDArray) -> tuple[NDArray, NDArray]:
-    """Top class and two-sided binomial p-value of Cohen's PREDICT, per row.
-
-    ``p = min(1, 2 * BinomCDF(n_B; n_A + n_B, 1/2))`` with ``n_A >= n_B`` the
-    two largest counts: scipy's ``binomtest(n_A, n_A + n_B, 0.5).pvalue``,
-    vectorised (the null distribution is symmetric), rounded up by 16 ulps.
-    """
-    counts = np.asarray(counts)
-    order = np.argsort(-counts, axis=1, kind="stable")
-    top = order[:, 0]
-    rows = np.arange(counts.shape[0])
-    n_a = counts[rows, top]
-    n_b = counts[rows, order[:, 1]] if counts.shape[1] > 1 else np.zeros_like(n_a)
-    p_value = np.minimum(1.0, 2.0 * binom.cdf(n_b, n_a + n_b, 0.5))
-    # Rounded up by more than the error of the binomial CDF (a few ulps), so
-    # a p-value that is above alpha in exact arithmetic never answers.
-    return top.astype(np.int64), round_up(p_value)
 
 
 class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
@@ -921,99 +908,4 @@ def _logit_lipschitz_of(clf: SmoothedClassifier) -> float | None:
     """
     return logit_lipschitz(
         clf.lipschitz, clf.estimator_, clf.input_shape_, len(clf.classes_), clf._adapter
-    )
-
-
-def _warn_if_n_too_small_predict(n: int, alpha: float) -> None:
-    """PREDICT never answers when even ``n`` votes out of ``n`` fail the test."""
-    if 2.0 * 0.5**n > alpha:
-        n_min = max(1, math.ceil(math.log2(2.0 / alpha)))
-        while 2.0 * 0.5**n_min > alpha:
-            n_min += 1
-        warnings.warn(
-            f"n={n} draws are too few for predict to return any class at "
-            f"alpha={alpha}: even a unanimous vote has p-value 2 * 0.5**n > alpha. "
-            f"The smallest n that can answer is {n_min}.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _soft_predict_interval(procedure):
-    """The guaranteed bounded-mean interval of soft PREDICT's margin test.
-
-    The procedure's own interval when it is a guaranteed bounded-mean one,
-    empirical Bernstein when the procedure has none or an approximate one;
-    an interval that requires counts is refused, as soft certification does.
-    """
-    from .intervals import EmpiricalBernstein
-    from .result import _procedure_binomial
-
-    binomial = _procedure_binomial(procedure)
-    if binomial is None:
-        return EmpiricalBernstein()
-    if binomial.requires_counts:
-        raise ValueError(
-            f"The 'interval' procedure {procedure!r} uses an interval that "
-            "requires integer counts, but smoothing='soft' averages scores: use "
-            "a bounded-mean interval, e.g. TopClass(binomial=EmpiricalBernstein())."
-        )
-    return binomial if binomial.guaranteed else EmpiricalBernstein()
-
-
-def _soft_predict_answered(
-    top: NDArray, d_sums: NDArray, d_sums_sq: NDArray, n: int, alpha: float, interval
-) -> NDArray[np.bool_]:
-    """Rows where every margin ``D_c`` (c != top) has a lower bound above 1/2.
-
-    Each one-sided bound is at the full ``alpha``: only the pair of ``top``
-    and the true top class can make an answer wrong (see ``predict``).
-    """
-    lower = np.asarray(
-        interval.lower(d_sums, n, alpha, sum_sq=d_sums_sq), dtype=np.float64
-    ).reshape(d_sums.shape)
-    lower[np.arange(len(top)), top] = np.inf  # D_top = 1/2 is no test
-    return np.all(lower > 0.5, axis=1)
-
-
-def _min_draws_soft_predict(alpha: float, interval) -> int | None:
-    """Smallest ``n`` at which soft PREDICT can answer (None: none up to ``max_n``).
-
-    The most favourable draws have every margin equal to 1 (``f_A = 1``),
-    whose lower bound is the largest an interval gives at that ``n``.
-    """
-
-    def answers(n: int) -> bool:
-        return bool(interval.lower(n, n, alpha, sum_sq=n) > 0.5)
-
-    n_max = int(getattr(interval, "max_n", 2**53))
-    hi = 1
-    while not answers(hi):
-        if hi >= n_max:
-            return None
-        hi = min(2 * hi, n_max)
-    lo = hi // 2  # answers(lo) is False (or lo = 0)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if answers(mid) else (mid, hi)
-    return hi
-
-
-def _warn_if_n_too_small_soft_predict(n: int, alpha: float, interval) -> None:
-    """Soft PREDICT never answers when even unanimous margins of 1 fail the test."""
-    if interval.lower(n, n, alpha, sum_sq=n) > 0.5:
-        return
-    n_min = _min_draws_soft_predict(alpha, interval)
-    smallest = (
-        f"The smallest n that can answer is {n_min}."
-        if n_min is not None
-        else "No n can answer with this interval."
-    )
-    warnings.warn(
-        f"n={n} draws are too few for the soft predict to return any class at "
-        f"alpha={alpha}: even if class A gets score 1 on every draw, the "
-        f"{type(interval).__name__} lower bound on its margins does not exceed "
-        f"1/2. {smallest}",
-        UserWarning,
-        stacklevel=3,
     )
