@@ -147,12 +147,14 @@ def soft_selection(
     random_state,
     checkpoint=None,
     every: float = 10.0,
+    seed: int | None = None,
 ) -> _SoftSelection:
     """Soft selection pass: each input's (map, t) and sums on the n0 draws.
 
-    Shared by ``certify`` and ``predict``, so that with the same
-    ``random_state`` both use the same selection draws, hence the same
-    (map, t) and the same candidate class per input.
+    Shared by ``certify``, ``predict`` and sequential certification, so
+    that with the same ``random_state`` they use the same selection draws,
+    hence the same (map, t) and the same candidate class per input (``seed``:
+    the root seed itself, for a caller that drew it already).
     """
     from .soft import _default_grid, _select_simplex_maps
 
@@ -170,9 +172,12 @@ def soft_selection(
         np.array([m for m, _ in candidates]),
         np.array([t for _, t in candidates], dtype=np.float64),
     )
-    root = _root_seed(random_state)
-    if checkpoint is not None and random_state is None:
-        root = _stored_seed(checkpoint, root)
+    if seed is not None:  # a caller that draws its own root (sequential)
+        root = int(seed)
+    else:
+        root = _root_seed(random_state)
+        if checkpoint is not None and random_state is None:
+            root = _stored_seed(checkpoint, root)
 
     def draw(stage, n_draws, statistic):
         stats = gather(

@@ -47,6 +47,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 
 from ._certificates import certify_statistics
 from ._confseq import _log_capital, _min_draws
+from ._soft_paths import soft_selection
 from ._validation import (
     check_kind,
     check_scalar_alpha,
@@ -68,6 +69,7 @@ from .sampling import (
     _root_seed,
 )
 from .smoothed import _check_fitted_input, _engine_fields, _logit_lipschitz_of
+from .soft import _ChosenScoreSums
 
 __all__ = [
     "BettingConfidenceSequence",
@@ -932,51 +934,6 @@ class SequentialCertifier(BaseEstimator):
                 f"'multi' of SmoothedClassifier. Got {clf.radius!r} instead."
             )
 
-    @staticmethod
-    def _soft_selection(clf, X, root, procedure, alpha, n_max, L_logits):
-        """Soft smoothing: choose (map, temperature) per input on the n0 draws.
-
-        The selection of :meth:`SmoothedClassifier.certify
-        <smoothlearn.SmoothedClassifier.certify>` (the same function, same
-        candidates and rule, with each candidate's class-score constant),
-        for the budget ``n_max``.
-        """
-        from .soft import _default_grid, _select_simplex_maps
-
-        if clf.temperature == "auto":
-            candidates = _default_grid()
-        else:
-            candidates = [(clf.simplex_map, float(clf.temperature))]
-        constants = _derive_score_lipschitz(
-            L_logits,
-            len(candidates),
-            len(clf.classes_),
-            "soft",
-            np.array([m for m, _ in candidates]),
-            np.array([t for _, t in candidates], dtype=np.float64),
-        )
-
-        def draw(stage, n_draws, statistic):
-            stats = _engine_fields(
-                clf, X, [(stage, n_draws, statistic)], seed=root, desc="selection"
-            )
-            return stats[stage]
-
-        sel = _select_simplex_maps(
-            draw,
-            X,
-            candidates,
-            n0=clf.n0,
-            n=n_max,
-            alpha=alpha,
-            procedure=procedure,
-            kind=clf.radius,
-            sigma=clf.sigma,
-            constants=constants,
-            radius_method=clf.radius_method,
-        )
-        return sel
-
     def certify(self, X: ArrayLike) -> SequentialCertificationResult:
         """Certify every input sequentially.
 
@@ -1017,11 +974,36 @@ class SequentialCertifier(BaseEstimator):
         L_logits = _logit_lipschitz_of(clf)  # None, or the logits' guaranteed bound
         score_lipschitz = None
         if soft:
-            sel = self._soft_selection(
-                clf, X, root, procedure, alpha_robust, n_max, L_logits
+            # the selection of SmoothedClassifier.certify (same function,
+            # candidates and rule), for the budget n_max
+            sel = soft_selection(
+                lambda X_, stages, desc, checkpoint, seed, **_: _engine_fields(
+                    clf, X_, stages, seed=seed, desc=desc
+                ),
+                X,
+                procedure=procedure,
+                L_logits=L_logits,
+                n_classes=len(clf.classes_),
+                simplex_map=clf.simplex_map,
+                temperature=clf.temperature,
+                n0=clf.n0,
+                n=n_max,
+                alpha=alpha_robust,
+                radius=clf.radius,
+                sigma=clf.sigma,
+                radius_method=clf.radius_method,
+                random_state=None,
+                seed=root,
             )
-            selection, statistic = sel.selection, sel.statistic
+            selection = sel.sums[sel.chosen, np.arange(X.shape[0])]
             score_map, temperature = sel.maps, sel.temps
+
+            def statistic(indices=None, codes=sel.codes, temps=sel.temps):
+                # the estimation statistic of X[indices], positions in it
+                if indices is not None:
+                    codes, temps = codes[indices], temps[indices]
+                return _ChosenScoreSums(codes, temps)
+
             score_lipschitz = _derive_score_lipschitz(
                 L_logits,
                 X.shape[0],
