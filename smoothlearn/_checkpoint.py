@@ -263,12 +263,15 @@ class _Checkpoint:
     of shape ``(n_chunks,)``.  Rows of chunks not done are zero and never
     read.
 
-    A chunk of one input may also be stored part-way
-    (:meth:`record_partial`): ``meta["partial"]`` then holds ``{"chunk": c,
-    "draws": {stage: draws done}}``, the input's rows hold the fields
-    accumulated over those draws and ``state_s`` the noise generator's state
-    after them (for each stage not finished), so a resumed run continues
-    the input's draws where they stopped.  Recording the chunk clears it.
+    Chunks of one input may also be stored part-way (:meth:`record_partial`,
+    several at once in a parallel run): ``meta["partials"]`` then lists
+    ``{"chunk": c, "draws": {stage: draws done}}`` per such chunk, the
+    input's rows hold the fields accumulated over those draws and
+    ``state_s_c`` the noise generator's state after them (for each stage
+    not finished), so a resumed run continues the input's draws where they
+    stopped.  Recording the chunk clears its entry.  (A file with the
+    single ``meta["partial"]`` and ``state_s`` of the first version is read
+    as such a list.)
 
     Use :meth:`open`, then :meth:`record_partial` and :meth:`record` as
     chunks progress, and :meth:`statistics` at the end.
@@ -362,8 +365,15 @@ class _Checkpoint:
                         raise ValueError(
                             f"array '{name}_{stage}' has shape {arr.shape}"
                         )
-            partial = meta.get("partial")
-            if partial is not None:
+            partial = meta.pop("partial", None)
+            if partial is not None:  # one partial input, as first written
+                for key in partial["draws"]:
+                    if f"state_{key}" in arrays:
+                        arrays[f"state_{key}_{int(partial['chunk'])}"] = arrays.pop(
+                            f"state_{key}"
+                        )
+                meta["partials"] = [partial]
+            for partial in meta.get("partials", []):
                 chunk = int(partial["chunk"])
                 if (
                     not 0 <= chunk < len(bounds) - 1
@@ -374,8 +384,9 @@ class _Checkpoint:
                     if not 0 < int(draws) <= int(meta["stages"][key]["n_draws"]):
                         raise ValueError(f"a partial stage {key} of {draws} draws")
                     unfinished = int(draws) < int(meta["stages"][key]["n_draws"])
-                    if unfinished and arrays[f"state_{key}"].dtype != np.uint8:
-                        raise ValueError(f"array 'state_{key}' is not uint8")
+                    name = f"state_{key}_{chunk}"
+                    if unfinished and arrays[name].dtype != np.uint8:
+                        raise ValueError(f"array {name!r} is not uint8")
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(
                 f"The checkpoint file {path!r} is not a valid smoothlearn checkpoint "
@@ -440,23 +451,47 @@ class _Checkpoint:
         """Store the fields of one chunk's stages and rewrite the file atomically."""
         self.record_many([(chunk, stats)])
 
-    def record_many(self, items) -> None:
-        """:meth:`record` for several ``(chunk, stats)`` pairs, with one write."""
+    def record_many(self, items, partials=()) -> None:
+        """:meth:`record` for several ``(chunk, stats)`` pairs, with one write.
+
+        ``partials`` holds ``(chunk, progress)`` pairs stored part-way as by
+        :meth:`record_partial`, in the same write.
+        """
         for chunk, stats in items:
             start, stop = self.meta["bounds"][chunk], self.meta["bounds"][chunk + 1]
             for stage, fields in stats.items():
                 for name, value in fields.items():
                     self.arrays[f"{name}_{stage}"][start:stop] = value
                 self.arrays[f"done_{stage}"][chunk] = True
-            partial = self.meta.get("partial")
-            if partial is not None and partial["chunk"] == chunk:
-                self._clear_partial()
+            self._clear_partial(chunk)
+        for chunk, progress in partials:
+            self._set_partial(chunk, progress)
         self._write()
 
-    def _clear_partial(self) -> None:
-        self.meta.pop("partial", None)
-        for name in [k for k in self.arrays if k.startswith("state_")]:
-            del self.arrays[name]
+    def _clear_partial(self, chunk: int) -> None:
+        partials = self.meta.get("partials", [])
+        kept = [p for p in partials if p["chunk"] != chunk]
+        if len(kept) < len(partials):
+            for name in [k for k in self.arrays if k.startswith("state_")]:
+                if name.rsplit("_", 1)[1] == str(chunk):
+                    del self.arrays[name]
+        if kept:
+            self.meta["partials"] = kept
+        else:
+            self.meta.pop("partials", None)
+
+    def _set_partial(self, chunk, progress) -> None:
+        self._clear_partial(chunk)
+        row = self.meta["bounds"][chunk]
+        draws = {}
+        for stage, (done, fields, state) in progress.items():
+            for name, value in fields.items():
+                self.arrays[f"{name}_{stage}"][row : row + 1] = value
+            if state is not None:
+                self.arrays[f"state_{stage}_{chunk}"] = np.asarray(state, np.uint8)
+            draws[str(int(stage))] = int(done)
+        partial = {"chunk": int(chunk), "draws": draws}
+        self.meta["partials"] = [*self.meta.get("partials", []), partial]
 
     def record_partial(
         self,
@@ -474,26 +509,16 @@ class _Checkpoint:
             generator state after them (None once the stage's draws are all
             done).
         """
-        self._clear_partial()
-        row = self.meta["bounds"][chunk]
-        draws = {}
-        for stage, (done, fields, state) in progress.items():
-            for name, value in fields.items():
-                self.arrays[f"{name}_{stage}"][row : row + 1] = value
-            if state is not None:
-                self.arrays[f"state_{stage}"] = np.asarray(state, dtype=np.uint8)
-            draws[str(int(stage))] = int(done)
-        self.meta["partial"] = {"chunk": int(chunk), "draws": draws}
-        self._write()
+        self.record_many([], [(chunk, progress)])
 
     def partial(self, chunk: int) -> dict[int, tuple[int, dict, NDArray | None]]:
         """What :meth:`record_partial` stored for ``chunk`` (empty if nothing)."""
-        partial = self.meta.get("partial")
-        if partial is None or partial["chunk"] != chunk:
+        found = [p for p in self.meta.get("partials", []) if p["chunk"] == chunk]
+        if not found:
             return {}
         row = self.meta["bounds"][chunk]
         out = {}
-        for key, done in partial["draws"].items():
+        for key, done in found[0]["draws"].items():
             stage, spec = int(key), self.meta["stages"][key]
             fields = {
                 name: self.arrays[f"{name}_{stage}"][row : row + 1].copy()
@@ -501,7 +526,7 @@ class _Checkpoint:
             }
             state = None
             if int(done) < int(spec["n_draws"]):
-                state = self.arrays[f"state_{stage}"].copy()
+                state = self.arrays[f"state_{stage}_{chunk}"].copy()
             out[stage] = (int(done), fields, state)
         return out
 

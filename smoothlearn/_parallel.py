@@ -33,12 +33,14 @@ same call resumes a killed run, computing only the chunks not yet stored, and
 a checkpoint written by a different run (other data, model, noise level,
 seed, number of draws...) is refused.
 
-A serial run with a checkpoint writes it by time, about every
+A run with a checkpoint writes it by time, about every
 ``checkpoint_every`` seconds: it sizes its units of work by the throughput
 it measures, and stores an input whose own draws take longer part-way, with
 its noise generator's state, so a killed run loses about
 ``checkpoint_every`` seconds of work however long one input is, and resumes
-bit-identically (see ``_timed_serial``).
+bit-identically (see ``_timed_serial``).  In parallel it works in rounds,
+one such unit per worker, and writes the file after each round (see
+``_timed_rounds``).
 """
 
 from __future__ import annotations
@@ -307,6 +309,189 @@ def _timed_serial(
         k = end
 
 
+def _timed_rounds(
+    parallel, compute, compute_segment, head, X, bounds, todo, ckpt, sigma,
+    seed, batch_size, progress, every, n_workers, group, max_group,
+):  # fmt: skip
+    """Compute ``todo`` on ``n_workers`` in rounds, writing ``ckpt`` after each.
+
+    The parallel counterpart of :func:`_timed_serial`: each round hands
+    every worker one unit of about ``every`` seconds (sized by the
+    throughput per worker measured on the rounds so far): consecutive
+    chunks needing the same stages (only if ``group``, at most
+    ``max_group`` inputs, for load balance), or the next segment of whole
+    noise blocks of a one-input chunk whose draws take longer, run from
+    the generator state the previous segment left (at most one segment per
+    input per round, so an input's segments run in order).  The parent
+    gathers the round, stores finished chunks and part-way inputs in one
+    write, and starts the next round: a killed run loses about one round.
+
+    Yields ``(chunk, stats)`` of every finished chunk, after it is stored.
+    """
+    from .sampling import _BLOCK_SIZE
+
+    first_segment = -(-batch_size // _BLOCK_SIZE) * _BLOCK_SIZE
+    rate = None  # noisy rows per second and worker, measured
+    last_rows = first_segment
+    write_s = 0.0
+
+    def budget():
+        if rate is None:
+            return first_segment
+        interval = max(every, write_s / _MAX_WRITE_SHARE) if _MAX_WRITE_SHARE else every
+        return max(1, min(int(rate * interval), 8 * last_rows))
+
+    def size_of(c):
+        return int(bounds[c + 1] - bounds[c])
+
+    def rows_of(c, need):
+        return size_of(c) * sum(n for _, n, _ in need)
+
+    need_of = dict(todo)
+    state_of: dict[int, dict] = {}  # part-way inputs: stage -> (done, fields, state)
+    active: list[int] = []  # inputs run in segments, not finished
+    k = 0
+    while k < len(todo) or active:
+        b = budget()
+        units = [("segment", c) for c in active]
+        while len(units) < n_workers and k < len(todo):
+            c, need = todo[k]
+            if size_of(c) == 1 and (rows_of(c, need) > b or ckpt.partial(c)):
+                state_of[c] = ckpt.partial(c)
+                active.append(c)
+                units.append(("segment", c))
+                k += 1
+                continue
+            stages_of = [s for s, _, _ in need]
+            end, rows, inputs = k + 1, rows_of(c, need), size_of(c)
+            while (
+                group
+                and rate is not None
+                and end < len(todo)
+                and todo[end][0] == todo[end - 1][0] + 1
+                and [s for s, _, _ in todo[end][1]] == stages_of
+                and not ckpt.partial(todo[end][0])
+                and rows + rows_of(*todo[end]) <= b
+                and inputs + size_of(todo[end][0]) <= max_group
+            ):
+                rows += rows_of(*todo[end])
+                inputs += size_of(todo[end][0])
+                end += 1
+            units.append(("chunks", k, end))
+            k = end
+        calls, unit_rows = [], []
+        for tag, unit in enumerate(units):
+            if unit[0] == "chunks":
+                _, lo, hi = unit
+                c0, c1 = todo[lo][0], todo[hi - 1][0]
+                start, stop = int(bounds[c0]), int(bounds[c1 + 1])
+                need = todo[lo][1]
+                calls.append(
+                    compute(
+                        *head, X, start, stop, need, sigma, seed, batch_size, None, tag
+                    )
+                )
+                unit_rows.append(sum(rows_of(*todo[j]) for j in range(lo, hi)))
+                continue
+            c = unit[1]
+            progress_c = state_of[c]
+            stage, n_draws, statistic = next(
+                spec
+                for spec in need_of[c]
+                if progress_c.get(spec[0], (0,))[0] < spec[1]
+            )
+            done, fields, state = progress_c.get(stage, (0, None, None))
+            seg = max(_BLOCK_SIZE, b // _BLOCK_SIZE * _BLOCK_SIZE)
+            stop = min(n_draws, done + seg)
+            calls.append(
+                compute_segment(
+                    *head,
+                    X,
+                    int(bounds[c]),
+                    stage,
+                    n_draws,
+                    statistic,
+                    sigma,
+                    seed,
+                    batch_size,
+                    done,
+                    stop,
+                    state,
+                    fields,
+                    tag,
+                )
+            )
+            unit_rows.append(stop - done)
+        tic = time.perf_counter()
+        outputs = list(parallel(calls))
+        elapsed = time.perf_counter() - tic
+        rate = sum(unit_rows) / max(elapsed * len(units), 1e-9)
+        last_rows = max(unit_rows)
+        finished, partials = [], []
+        for out in outputs:
+            unit = units[out[0]]
+            if unit[0] == "chunks":
+                _, lo, hi = unit
+                start = int(bounds[todo[lo][0]])
+                for cc, _ in todo[lo:hi]:
+                    a, z = int(bounds[cc]) - start, int(bounds[cc + 1]) - start
+                    finished.append(
+                        (
+                            cc,
+                            {
+                                st: {name: v[a:z] for name, v in f.items()}
+                                for st, f in out[1].items()
+                            },
+                        )
+                    )
+                continue
+            c = unit[1]
+            _, stage, stop, fields, state = out
+            n_draws = next(n for s, n, _ in need_of[c] if s == stage)
+            state_of[c][stage] = (stop, fields, state if stop < n_draws else None)
+            if all(state_of[c].get(s, (0,))[0] == n for s, n, _ in need_of[c]):
+                finished.append((c, {s: state_of[c][s][1] for s, _, _ in need_of[c]}))
+                active.remove(c)
+                del state_of[c]
+            else:
+                partials.append((c, state_of[c]))
+        tic = time.perf_counter()
+        ckpt.record_many(finished, partials)
+        write_s = time.perf_counter() - tic
+        for c, stats in finished:
+            if progress is not None:
+                progress(size_of(c))
+            yield c, stats
+
+
+def _compute_segment(
+    adapter, X, i, stage, n_draws, statistic, sigma, seed, batch_size, start,
+    stop, state, init, tag,
+):  # fmt: skip
+    """Draws ``start:stop`` of input ``i`` in ``stage`` (runs in a worker).
+
+    Returns ``(tag, stage, stop, fields, state)``: the fields over draws
+    ``0:stop`` (from ``init``, those over ``0:start``) and the generator
+    state after draw ``stop``.
+    """
+    if isinstance(adapter, _AdapterBox):
+        adapter = adapter.adapter
+    segment = {"start": start, "stop": stop, "state": state, "init": init}
+    fields = accumulate(
+        adapter,
+        np.array(X[i : i + 1]),
+        n_draws,
+        sigma,
+        statistic,
+        stage=stage,
+        seed=seed,
+        batch_size=batch_size,
+        input_offset=i,
+        _segment=segment,
+    )
+    return tag, stage, stop, fields, segment["state"]
+
+
 def _compute_chunk(
     adapter, X, start, stop, stages, sigma, seed, batch_size, progress, tag=None
 ):
@@ -349,9 +534,15 @@ class _DevicePool:
             self._free.put(adapter)
 
     def compute_chunk(self, *args):
+        return self._run(_compute_chunk, *args)
+
+    def compute_segment(self, *args):
+        return self._run(_compute_segment, *args)
+
+    def _run(self, function, *args):
         adapter = self._free.get()
         try:
-            return _compute_chunk(adapter, *args)
+            return function(adapter, *args)
         finally:
             self._free.put(adapter)
 
@@ -410,12 +601,13 @@ def gather_fields(
         not change the result.
     chunk_size : int, default=None
         Inputs per chunk.  None: all inputs in one chunk when serial without
-        checkpoint; serial with a checkpoint, one chunk per input in the
-        file, computed in units of about ``checkpoint_every`` seconds; in
-        parallel, about four chunks per worker, with a checkpoint at most
-        ``2**20`` noisy samples per chunk (the most a killed run loses).  An
-        existing checkpoint keeps its own chunks.  A given ``chunk_size`` is
-        computed chunk by chunk.  Does not change the result.
+        checkpoint; in parallel without checkpoint, about four chunks per
+        worker; with a checkpoint, one chunk per input in the file, computed
+        in units of about ``checkpoint_every`` seconds (in parallel, rounds
+        of one unit per worker, a unit at most a quarter of a worker's share
+        of the inputs).  An existing checkpoint keeps its own chunks.  A given
+        ``chunk_size`` is computed chunk by chunk.  Does not change the
+        result.
     checkpoint : str or path-like, default=None
         File (``.npz``, used as given) holding the statistics of the finished
         chunks, rewritten atomically after each one.  If it exists, the run
@@ -436,12 +628,13 @@ def gather_fields(
     progress : callable, default=None
         Called with the number of inputs newly completed (all stages).
     checkpoint_every : float, default=10.0
-        Serial runs with a checkpoint: about how many seconds of work a
-        killed run may lose.  Units of work are sized by the measured
-        throughput, and a chunk of one input whose draws take longer is
-        stored part-way (the fields over the draws done and its noise
-        generator's state), so resuming is exact.  Does not change the
-        result; ignored without a checkpoint or in parallel.
+        With a checkpoint: about how many seconds of work a killed run may
+        lose.  Units of work are sized by the measured throughput, and a
+        chunk of one input whose draws take longer is stored part-way (the
+        fields over the draws done and its noise generator's state), so
+        resuming is exact.  In parallel, each round gives every worker one
+        unit and the file is written after the round.  Does not change the
+        result; ignored without a checkpoint.
 
     Returns
     -------
@@ -532,9 +725,10 @@ def gather_fields(
     from joblib import effective_n_jobs
 
     n_workers = len(adapters) if len(adapters) > 1 else effective_n_jobs(n_jobs)
-    # Serial with a checkpoint and free chunking: one chunk per input in
-    # the file, computed in units of about `checkpoint_every` seconds.
-    group = chunk_size is None and checkpoint is not None and n_workers == 1
+    # With a checkpoint and free chunking: one chunk per input in the file,
+    # computed in units of about `checkpoint_every` seconds (in parallel,
+    # one unit per worker and round).
+    group = chunk_size is None and checkpoint is not None
     if group:
         chunk_size = 1
     if chunk_size is None:
@@ -645,6 +839,27 @@ def gather_fields(
                 group,
             ):
                 store(c, stats, record=False)
+        elif ckpt is not None:
+            # Rounds of about checkpoint_every seconds, each written once.
+            if len(adapters) > 1:
+                pool = _DevicePool(adapters)
+                parallel = Parallel(n_jobs=len(adapters), backend="threading")
+                compute, segment = pool.compute_chunk, pool.compute_segment
+                head = ()
+            else:
+                parallel = Parallel(n_jobs=n_jobs)
+                compute, segment = _compute_chunk, _compute_segment
+                head = (_AdapterBox(adapter),)
+            max_group = _default_chunk_size(n_inputs, 1, n_workers, False)
+            if isinstance(X, InputSource):  # memory bounded by the source's chunk
+                max_group = min(max_group, X.chunk_size)
+            with parallel:
+                for c, stats in _timed_rounds(
+                    parallel, delayed(compute), delayed(segment), head, X, bounds,
+                    todo, ckpt, sigma, seed, batch_size, progress,
+                    float(checkpoint_every), n_workers, group, max_group,
+                ):  # fmt: skip
+                    store(c, stats, record=False)
         elif n_workers == 1 or len(todo) <= 1:
             for c, need in todo:
                 stats = _compute_chunk(

@@ -754,13 +754,13 @@ class SmoothedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         checkpoint_every : float, default=10.0
             With a checkpoint, about how many seconds of sampling a killed
             run may lose, whatever ``n``, the model's speed or the number of
-            inputs: a serial run (``n_jobs=1``, one device) sizes its work by
-            the throughput it measures and rewrites the file about this
-            often, storing an input whose own draws take longer part-way
-            (its accumulated statistics and the state of its noise
-            generator), so resuming stays exact.  A parallel run stores
-            chunks of at most ``2**20`` draws instead.  Does not change the
-            result.
+            inputs: the run sizes its work by the throughput it measures
+            and rewrites the file about this often, storing an input whose
+            own draws take longer part-way (its accumulated statistics and
+            the state of its noise generator), so resuming stays exact.  In
+            parallel (``n_jobs > 1``, Dask, several devices) the work runs
+            in rounds of one such unit per worker, stored after each round.
+            Does not change the result.
 
         Returns
         -------

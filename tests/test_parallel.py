@@ -8,6 +8,7 @@ cluster of processes).
 
 import functools
 import inspect
+import json
 import warnings
 
 import numpy as np
@@ -193,7 +194,7 @@ def test_loky_sklearn_model_identical_to_serial():
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_identical_to_serial(conv_adapter, images):
+def test_dask_local_cluster_identical_to_serial(conv_adapter, images, tmp_path):
     """A real distributed.LocalCluster (2 worker processes) gives the serial result.
 
     Selected by ``joblib.parallel_config(backend="dask")`` alone: n_jobs stays
@@ -222,8 +223,60 @@ def test_dask_local_cluster_identical_to_serial(conv_adapter, images):
                 conv_adapter, images, stages=stages, sigma=0.5, seed=3, batch_size=64
             )
             ran_on = set(client.run(lambda: True))
+            # Checkpointed: rounds on the cluster, inputs stored part-way.
+            saved = gather_statistics(
+                conv_adapter, images, stages=LONG_STAGES, sigma=0.5, seed=3,
+                batch_size=64, checkpoint=tmp_path / "run.ckpt",
+                checkpoint_every=1e-6,
+            )  # fmt: skip
     _assert_same(out, ref)
     assert len(ran_on) == 2
+    _assert_same(saved, _serial(conv_adapter, images, LONG_STAGES))
+
+
+# Inputs longer than a noise block (1024 draws): run in segments when flushed
+# often.
+LONG_STAGES = [
+    (STAGE_SELECTION, 40, "hard"),
+    (STAGE_ESTIMATION, 2500, SOFTMAX, {"map": "softmax"}),
+]
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky", "devices"])
+def test_checkpointed_rounds_identical_to_serial(
+    conv_adapter, images, tmp_path, monkeypatch, backend
+):
+    """In parallel with a checkpoint, runs flush by rounds; same statistics.
+
+    checkpoint_every tiny: every input runs in segments of one noise block,
+    two inputs in progress at once (one per worker), each stored part-way.
+    """
+    import smoothlearn._checkpoint as checkpoint_module
+    from smoothlearn.models import _replicas
+
+    partial_sets = []
+    real = checkpoint_module.atomic_savez
+
+    def spy(path, arrays):
+        meta = json.loads(str(arrays["meta"]))
+        partial_sets.append([p["chunk"] for p in meta.get("partials", [])])
+        real(path, arrays)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_savez", spy)
+    # Units sized by checkpoint_every alone, not stretched by slow writes.
+    monkeypatch.setattr("smoothlearn._parallel._MAX_WRITE_SHARE", 0)
+    kwargs = dict(stages=LONG_STAGES, sigma=0.5, seed=3, batch_size=64)
+    kwargs.update(checkpoint=tmp_path / "run.ckpt", checkpoint_every=1e-6)
+    if backend == "devices":
+        out = gather_statistics(
+            _replicas(conv_adapter, ["cpu", "cpu"]), images, **kwargs
+        )
+    else:
+        with parallel_config(backend=backend, n_jobs=2):
+            out = gather_statistics(conv_adapter, images, **kwargs)
+    _assert_same(out, _serial(conv_adapter, images, LONG_STAGES))
+    assert [0, 1] in partial_sets and [8, 9] in partial_sets
+    assert partial_sets[-1] == []
 
 
 # ----------------------------------------------------------------------
