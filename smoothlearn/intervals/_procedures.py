@@ -304,8 +304,11 @@ class Bonferroni(MultiClassProcedure):
             # The largest upper bound is the bound on the largest competitor.
             others = est.copy()
             others[rows, prediction] = -np.inf
-            top = others.max(axis=1)
-            pB = _bound(binomial, "upper", top, n_rows, alpha_each, top)
+            runner = others.argmax(axis=1)
+            top = others[rows, runner]
+            # its own sum of squares: for soft sums (sum_sq != sum) the bound
+            # then keeps the float-summation slack n * eps on the mean
+            pB = _bound(binomial, "upper", top, n_rows, alpha_each, sq[rows, runner])
         else:
             upper = _bound(binomial, "upper", est, n_rows[:, None], alpha_each, sq)
             upper[rows, prediction] = -np.inf
@@ -504,8 +507,14 @@ def _cpm(
     if binomial._monotone_in_k:
         # All buckets of a row share n and alpha / k, and the bound is
         # non-decreasing in the statistic: bound the largest bucket only.
-        top = np.where(valid, stat, -np.inf).max(axis=1)
-        pB = _bound(binomial, "upper", top, n_rows, alpha_bucket, top)
+        masked = np.where(valid, stat, -np.inf)
+        runner = masked.argmax(axis=1)
+        rows_b = np.arange(masked.shape[0])
+        top = masked[rows_b, runner]
+        # its own sum of squares keeps the soft sums' summation slack
+        pB = _bound(
+            binomial, "upper", top, n_rows, alpha_bucket, stat_sq[rows_b, runner]
+        )
     else:
         n_mat = np.broadcast_to(n_rows[:, None], valid.shape)
         a_mat = np.broadcast_to(alpha_bucket[:, None], valid.shape)
