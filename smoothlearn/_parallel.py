@@ -234,7 +234,6 @@ def _timed_serial(
         if size == 1 and (rows_of(c, need) > budget() or ckpt.partial(c)):
             # One input, in segments of whole noise blocks.
             i = int(bounds[c])
-            x = np.array(X[i : i + 1])
             state_of = ckpt.partial(c)
             stats = {}
             for stage, n_draws, statistic in need:
@@ -242,25 +241,15 @@ def _timed_serial(
                 while done < n_draws:
                     seg = max(_BLOCK_SIZE, budget() // _BLOCK_SIZE * _BLOCK_SIZE)
                     stop = min(n_draws, done + seg)
-                    segment = {"start": done, "stop": stop, "state": state}
-                    segment["init"] = fields
                     tic = time.perf_counter()
-                    fields = accumulate(
-                        adapter,
-                        x,
-                        n_draws,
-                        sigma,
-                        statistic,
-                        stage=stage,
-                        seed=seed,
-                        batch_size=batch_size,
-                        input_offset=i,
-                        _segment=segment,
-                    )
+                    *_, fields, state = _compute_segment(
+                        adapter, X, i, stage, n_draws, statistic, sigma, seed,
+                        batch_size, done, stop, state, fields, None,
+                    )  # fmt: skip
                     elapsed = time.perf_counter() - tic
                     last_rows = stop - done
                     rate = last_rows / max(elapsed, 1e-9)
-                    done, state = stop, segment["state"]
+                    done = stop
                     state_of[stage] = (done, fields, state if done < n_draws else None)
                     if done < n_draws:
                         write(ckpt.record_partial, c, state_of)
